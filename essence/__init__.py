@@ -1,0 +1,64 @@
+"""essence: image-based, CLIP-guided essence transfer (TargetCLIP) with plugins.
+
+The public API. Importing it loads no torch and no plugin; the registry fills on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from essence.core.config import ComponentConfig
+from essence.core.errors import (
+    ConfigError,
+    DuplicateNameError,
+    EssenceError,
+    PluginLoadWarning,
+    UnknownComponentError,
+    WeightsError,
+)
+from essence.core.hookspecs import hookimpl
+from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, NoiseMode
+from essence.core.registry import get_encoder, get_generator, get_loss, get_registry, list_components
+from essence.core.weights.assets import Asset, load_assets
+from essence.core.weights.resolve import resolve_weights
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Asset",
+    "ComponentConfig",
+    "ConfigError",
+    "DuplicateNameError",
+    "Encoder",
+    "EssenceError",
+    "Generator",
+    "LossContext",
+    "LossTerm",
+    "NoiseMode",
+    "PluginLoadWarning",
+    "UnknownComponentError",
+    "WeightsError",
+    "__version__",
+    "get_encoder",
+    "get_generator",
+    "get_loss",
+    "get_registry",
+    "hookimpl",
+    "list_components",
+    "load_assets",
+    "resolve_weights",
+]
+
+# Heavy parts of the API, imported on first access.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'essence' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,3 @@
+from essence.cli import main
+
+raise SystemExit(main())

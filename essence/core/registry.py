@@ -1,0 +1,175 @@
+"""The registry of components (generators, encoders, losses), filled by plugins' hooks.
+
+``register(name, factory, config=..., defaults=..., aliases=..., description=..., tiny=...)`` records
+which plugin registered what; a name (or alias) registered twice is an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from essence.core.config import ComponentConfig, EmptyConfig, describe_fields, validate_config
+from essence.core.errors import DuplicateNameError, EssenceError, UnknownComponentError
+
+#: kind -> the hook that registers it.
+KINDS: dict[str, str] = {
+    "generator": "register_generators",
+    "encoder": "register_encoders",
+    "loss": "register_losses",
+}
+
+
+def plural(kind: str) -> str:
+    return "losses" if kind == "loss" else f"{kind}s"
+
+
+def normalize_kind(kind: str) -> str:
+    """Accept 'generator' or 'generators' (and so on)."""
+    k = kind.lower()
+    for known in KINDS:
+        if k in (known, plural(known)):
+            return known
+    choices = ", ".join(plural(k) for k in KINDS)
+    raise EssenceError(f"Unknown kind {kind!r}. Use one of: {choices}.")
+
+
+@dataclass(frozen=True)
+class Registration:
+    kind: str
+    name: str
+    factory: Callable[[Any], Any]
+    config: type[ComponentConfig]
+    plugin: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    #: Config overrides that build a tiny instance with no weights and no network (contract tests).
+    tiny: Mapping[str, Any] | None = None
+
+    def validate(self, **config: Any) -> ComponentConfig:
+        hint = f"Run `essence info {self.kind} {self.name}` to see its options."
+        return validate_config(self.config, {**self.defaults, **config}, f"{self.kind} {self.name!r}", hint)
+
+    def build(self, **config: Any) -> Any:
+        return self.factory(self.validate(**config))
+
+    def build_tiny(self) -> Any:
+        return self.build(**(self.tiny or {}))
+
+    def fields(self) -> list[dict[str, Any]]:
+        return describe_fields(self.config, self.defaults)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "plugin": self.plugin,
+            "description": self.description,
+        }
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._main: dict[str, dict[str, Registration]] = {k: {} for k in KINDS}
+        self._lookup: dict[str, dict[str, Registration]] = {k: {} for k in KINDS}
+
+    def add(self, reg: Registration) -> None:
+        lookup = self._lookup[reg.kind]
+        for key in (reg.name, *reg.aliases):
+            if key in lookup:
+                other = lookup[key].plugin
+                raise DuplicateNameError(
+                    f"The {reg.kind} name {key!r} is registered by two plugins: {other!r} and "
+                    f"{reg.plugin!r}. Uninstall one, or leave it out with ESSENCE_LOAD_PLUGINS."
+                )
+        self._main[reg.kind][reg.name] = reg
+        for key in (reg.name, *reg.aliases):
+            lookup[key] = reg
+
+    def get(self, kind: str, name: str) -> Registration:
+        kind = normalize_kind(kind)
+        try:
+            return self._lookup[kind][name]
+        except KeyError:
+            raise UnknownComponentError(kind, name, self._lookup[kind]) from None
+
+    def list(self, kind: str) -> list[Registration]:
+        return sorted(self._main[normalize_kind(kind)].values(), key=lambda r: r.name)
+
+    def create(self, kind: str, name: str, **config: Any) -> Any:
+        return self.get(kind, name).build(**config)
+
+    def registrar(self, kind: str, plugin: str) -> Callable[..., None]:
+        def register(
+            name: str,
+            factory: Callable[[Any], Any],
+            *,
+            config: type[ComponentConfig] | None = None,
+            defaults: Mapping[str, Any] | None = None,
+            aliases: tuple[str, ...] | list[str] = (),
+            description: str = "",
+            tiny: Mapping[str, Any] | None = None,
+        ) -> None:
+            if not description:
+                doc = (getattr(factory, "__doc__", None) or "").strip()
+                description = doc.splitlines()[0] if doc else ""
+            self.add(
+                Registration(
+                    kind=kind,
+                    name=name,
+                    factory=factory,
+                    config=config or EmptyConfig,
+                    plugin=plugin,
+                    defaults=dict(defaults or {}),
+                    aliases=tuple(aliases),
+                    description=description,
+                    tiny=dict(tiny) if tiny is not None else None,
+                )
+            )
+
+        return register
+
+
+def build_registry() -> Registry:
+    from essence.core.plugins import get_host
+
+    host = get_host()
+    registry = Registry()
+    for kind, hook in KINDS.items():
+        host.call_each(hook, lambda plugin, kind=kind: {"register": registry.registrar(kind, plugin)})
+    return registry
+
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, built from the loaded plugins on first use."""
+    global _registry
+    if _registry is None:
+        _registry = build_registry()
+    return _registry
+
+
+def get_generator(name: str, **config: Any) -> Any:
+    """Build the generator registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("generator", name, **config)
+
+
+def get_encoder(name: str, **config: Any) -> Any:
+    """Build the encoder registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("encoder", name, **config)
+
+
+def get_loss(name: str, **config: Any) -> Any:
+    """Build the loss term registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("loss", name, **config)
+
+
+def list_components(kind: str | None = None) -> dict[str, list[Registration]]:
+    """Registrations per kind ('generator', 'encoder', 'loss'), or of one kind."""
+    registry = get_registry()
+    kinds = [normalize_kind(kind)] if kind else list(KINDS)
+    return {k: registry.list(k) for k in kinds}

@@ -1,0 +1,111 @@
+"""Known weight files (assets) and checkpoint converters, registered by plugins."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from essence.core.errors import DuplicateNameError, UnknownComponentError
+
+
+class Asset(BaseModel):
+    """One downloadable weights file, as data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="Registry name, e.g. 'stylegan2-ffhq'.")
+    kind: Literal["generator", "encoder", "other"]
+    format: str = Field(description="File format as downloaded, e.g. 'stylegan2-tf-pkl'.")
+    filename: str = Field(description="File name of the download.")
+    urls: list[str] = Field(description="Primary URL first, then mirrors.")
+    size: int | None = Field(None, description="Size in bytes, when known.")
+    sha256: str | None = Field(None, description="SHA256 of the download, when known.")
+    license: str = Field(description="Licence name, shown before the first download.")
+    license_url: str | None = None
+    used_by: list[str] = Field(default_factory=list, description="Components or presets that use it.")
+    convert: str | None = Field(None, description="Converter to safetensors; None keeps the file as is.")
+    description: str = ""
+    plugin: str = ""
+
+
+@dataclass(frozen=True)
+class Converter:
+    name: str
+    detect: Callable[[Path], bool]
+    convert: Callable[[Path, Path], dict[str, Any]]
+    description: str
+    plugin: str
+
+
+def load_assets(path: str | Path) -> list[Asset]:
+    """Read assets from a JSON file holding one asset object or a list of them."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    items = data if isinstance(data, list) else [data]
+    return [Asset.model_validate(item) for item in items]
+
+
+_assets: dict[str, Asset] | None = None
+_converters: dict[str, Converter] | None = None
+
+
+def get_assets() -> dict[str, Asset]:
+    global _assets
+    if _assets is None:
+        from essence.core.plugins import get_host
+
+        found: dict[str, Asset] = {}
+
+        def make(plugin: str) -> dict[str, Any]:
+            def register(asset: Asset | list[Asset]) -> None:
+                for a in asset if isinstance(asset, list) else [asset]:
+                    if a.name in found:
+                        raise DuplicateNameError(
+                            f"The asset {a.name!r} is registered by two plugins: "
+                            f"{found[a.name].plugin!r} and {plugin!r}."
+                        )
+                    found[a.name] = a.model_copy(update={"plugin": plugin})
+
+            return {"register": register}
+
+        get_host().call_each("register_assets", make)
+        _assets = found
+    return _assets
+
+
+def get_asset(name: str) -> Asset:
+    assets = get_assets()
+    if name not in assets:
+        raise UnknownComponentError("asset", name, assets)
+    return assets[name]
+
+
+def get_converters() -> dict[str, Converter]:
+    global _converters
+    if _converters is None:
+        from essence.core.plugins import get_host
+
+        found: dict[str, Converter] = {}
+
+        def make(plugin: str) -> dict[str, Any]:
+            def register(name: str, detect: Callable, convert: Callable, description: str = "") -> None:
+                if name in found:
+                    raise DuplicateNameError(
+                        f"The converter {name!r} is registered by two plugins: {found[name].plugin!r} and {plugin!r}."
+                    )
+                found[name] = Converter(name, detect, convert, description, plugin)
+
+            return {"register": register}
+
+        get_host().call_each("register_converters", make)
+        _converters = found
+    return _converters
+
+
+def reset() -> None:
+    global _assets, _converters
+    _assets = _converters = None

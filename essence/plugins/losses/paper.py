@@ -1,0 +1,59 @@
+"""The two loss terms of the paper (TargetCLIP, Chefer et al. 2022), on L2-normalised embeddings.
+
+transfer    (eq. 6): mean over sources of 1 - cos(C(I_t), C(G(w + b)))
+consistency (eq. 7): mean over pairs i != j of 1 - cos(delta_i, delta_j),  delta = C(G(w + b)) - C(G(w))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import essence
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    return F.normalize(x, dim=-1, eps=1e-12)
+
+
+class Transfer(essence.LossTerm):
+    """Paper eq. 6: how far the shifted sources are from the target in embedding space."""
+
+    def __call__(self, ctx: essence.LossContext) -> torch.Tensor:
+        target = _normalize(ctx.target.reshape(-1, ctx.target.shape[-1]))
+        shifted = _normalize(ctx.shifted)
+        return (1 - shifted @ target.T.to(shifted)).mean()
+
+
+class Consistency(essence.LossTerm):
+    """Paper eq. 7: the edit should move every source the same way in embedding space.
+
+    A zero difference (a source the direction does not change) counts as orthogonal to the rest.
+    With a single source there are no pairs and the term is 0.
+    """
+
+    def __call__(self, ctx: essence.LossContext) -> torch.Tensor:
+        import torch
+
+        deltas = _normalize(ctx.shifted - ctx.sources.to(ctx.shifted))
+        n = deltas.shape[0]
+        if n < 2:
+            return deltas.sum() * 0
+        cos = deltas @ deltas.T
+        off_diagonal = ~torch.eye(n, dtype=torch.bool, device=cos.device)
+        return (1 - cos[off_diagonal]).mean()
+
+
+@essence.hookimpl
+def register_losses(register):
+    register("transfer", Transfer, description="Paper eq. 6: 1 - cos(target, shifted source), averaged.", tiny={})
+    register(
+        "consistency",
+        Consistency,
+        description="Paper eq. 7: 1 - cos between the embedding edits of every pair of sources.",
+        tiny={},
+    )

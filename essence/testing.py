@@ -1,0 +1,101 @@
+"""Shared checks for components: the contract every generator, encoder and loss must meet.
+
+Plugin authors use these in their own tests::
+
+    from essence.testing import check_component
+    def test_contract():
+        check_component(essence.get_registry().get("encoder", "pixel-stats"))
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from essence.core.interfaces import Encoder, Generator, LossContext
+
+
+def check_generator(gen: Generator, n: int = 2, max_abs: float = 100.0) -> None:
+    import torch
+
+    assert isinstance(gen, Generator), f"{type(gen).__name__} does not implement essence.Generator"
+    for attr in ("resolution", "num_ws", "w_dim", "z_dim"):
+        assert isinstance(getattr(gen, attr), int) and getattr(gen, attr) > 0, f"{attr} must be a positive int"
+    assert tuple(gen.mean_w.shape) == (1, gen.w_dim), f"mean_w must be (1, w_dim), got {tuple(gen.mean_w.shape)}"
+    w = gen.mapping(gen.sample_z(n, seed=0))
+    assert tuple(w.shape) == (n, gen.w_dim), f"mapping gave {tuple(w.shape)}"
+    ws = gen.sample_ws(n, seed=0, truncation=0.7)
+    assert tuple(ws.shape) == (n, gen.num_ws, gen.w_dim), f"sample_ws gave {tuple(ws.shape)}"
+    assert torch.equal(ws, gen.sample_ws(n, seed=0, truncation=0.7)), "sample_ws is not deterministic per seed"
+    assert not torch.equal(ws, gen.sample_ws(n, seed=1, truncation=0.7)), "sample_ws ignores the seed"
+    ws = ws.detach().clone().requires_grad_(True)
+    images = gen.synthesize(ws)
+    r = gen.resolution
+    assert tuple(images.shape) == (n, 3, r, r), f"synthesize gave {tuple(images.shape)}, expected {(n, 3, r, r)}"
+    assert torch.isfinite(images).all(), "synthesize returned non-finite values"
+    assert images.abs().max() < max_abs, f"images far outside [-1, 1]: max |x| = {images.abs().max():.3g}"
+    again = gen.synthesize(ws.detach())
+    assert torch.allclose(images.detach(), again, atol=1e-5), "noise='const' must be deterministic"
+    images.square().mean().backward()
+    assert ws.grad is not None and torch.isfinite(ws.grad).all(), "no finite gradient reaches ws"
+    assert ws.grad.abs().sum() > 0, "the gradient reaching ws is zero"
+
+
+def check_encoder(enc: Encoder, sizes: tuple[int, ...] = (32, 64), n: int = 2) -> None:
+    import torch
+    from PIL import Image
+
+    assert isinstance(enc, Encoder), f"{type(enc).__name__} does not implement essence.Encoder"
+    assert isinstance(enc.embed_dim, int) and enc.embed_dim > 0, "embed_dim must be a positive int"
+    gen = torch.Generator().manual_seed(0)
+    for size in sizes:
+        images = (torch.rand(n, 3, size, size, generator=gen) * 2 - 1).requires_grad_(True)
+        emb = enc.embed(images)
+        assert tuple(emb.shape) == (n, enc.embed_dim), f"embed gave {tuple(emb.shape)} for {size}px"
+        assert torch.isfinite(emb).all(), "embed returned non-finite values"
+        norms = emb.detach().float().norm(dim=-1)
+        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-3), "embeddings are not L2-normalised"
+        emb.float().sum().backward()
+        assert images.grad is not None and torch.isfinite(images.grad).all(), "no finite gradient reaches images"
+        assert images.grad.abs().sum() > 0, "the gradient reaching the images is zero"
+    pil = Image.new("RGB", (40, 30), (200, 100, 50))
+    emb = enc.embed_pil(pil)
+    assert tuple(emb.shape) == (1, enc.embed_dim), f"embed_pil gave {tuple(emb.shape)}"
+    assert torch.isfinite(emb).all()
+
+
+def check_loss(loss: Any, n: int = 3, dim: int = 8) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    assert callable(loss), "a loss term must be callable on a LossContext"
+    gen = torch.Generator().manual_seed(0)
+
+    def unit(*shape: int) -> torch.Tensor:
+        return F.normalize(torch.randn(*shape, generator=gen), dim=-1)
+
+    shifted = unit(n, dim).requires_grad_(True)
+    direction = torch.randn(4, dim, generator=gen).requires_grad_(True)
+    ctx = LossContext(
+        target=unit(1, dim),
+        sources=unit(n, dim),
+        shifted=shifted,
+        direction=direction,
+        coefficients=torch.ones(n),
+        step=0,
+    )
+    value = loss(ctx)
+    assert isinstance(value, torch.Tensor) and value.dim() == 0, "a loss term must return a scalar tensor"
+    assert torch.isfinite(value), "the loss is not finite"
+    value.backward()
+    grads = [t.grad for t in (shifted, direction) if t.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads), "no finite gradient flows from the loss"
+
+
+def check_component(registration: Any) -> Any:
+    """Build a registration at its tiny config and run the check for its kind; returns the instance."""
+    assert registration.tiny is not None, (
+        f"{registration.kind} {registration.name!r} declares no tiny config (register(..., tiny={{...}}))"
+    )
+    component = registration.build_tiny()
+    {"generator": check_generator, "encoder": check_encoder, "loss": check_loss}[registration.kind](component)
+    return component
