@@ -47,6 +47,11 @@ class EssenceGroup(TyperGroup):
     """Turns EssenceError into a one-line message and exit code 2, and warnings into one line."""
 
     def invoke(self, ctx: Any) -> Any:
+        from essence.core.plugins import get_host
+
+        for error in get_host().errors:
+            where = "failed to load" if error.stage in ("import", "register") else f"failed in {error.stage}()"
+            _show_warning(f"Plugin {error.plugin!r} {where}: {error.error}. Other plugins still work.", None, "", 0)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             try:
@@ -86,9 +91,13 @@ def build_app() -> typer.Typer:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
 
+    from essence.core.errors import PluginLoadWarning
     from essence.core.plugins import get_host
 
-    get_host().call_each("register_commands", lambda plugin: {"app": app})
+    with warnings.catch_warnings():
+        # The group reports load errors itself when a command runs.
+        warnings.simplefilter("ignore", PluginLoadWarning)
+        get_host().call_each("register_commands", lambda plugin: {"app": app})
     return app
 
 
@@ -181,46 +190,44 @@ def doctor_command() -> None:
     import importlib.metadata
     import platform
 
-    from rich.table import Table
-
     from essence.core.paths import essence_home
     from essence.core.plugins import get_host
 
     console = _stdout_console()
-    table = Table(title="essence doctor", title_justify="left", show_header=False)
-    table.add_column("item")
-    table.add_column("value", overflow="fold")
-    table.add_row("essence", essence.__version__)
-    table.add_row("python", f"{platform.python_version()} ({sys.executable})")
-    table.add_row("platform", platform.platform())
+
+    def row(item: str, value: str) -> None:
+        console.print(f"[bold]{item}:[/] {value}", soft_wrap=True)
+
+    row("essence", essence.__version__)
+    row("python", f"{platform.python_version()} ({sys.executable})")
+    row("platform", platform.platform())
     for dist in ("torch", "torchvision", "openai-clip", "open_clip_torch", "pydantic", "pluggy", "safetensors"):
         try:
-            table.add_row(dist, importlib.metadata.version(dist))
+            row(dist, importlib.metadata.version(dist))
         except importlib.metadata.PackageNotFoundError:
-            table.add_row(dist, "[red]not installed[/]")
+            row(dist, "[red]not installed[/]")
     try:
         import torch
 
-        table.add_row("torch threads", str(torch.get_num_threads()))
+        row("torch threads", str(torch.get_num_threads()))
         if torch.cuda.is_available():
             names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-            table.add_row("cuda", f"{torch.version.cuda}: " + ", ".join(names))
+            row("cuda", f"{torch.version.cuda}: " + ", ".join(names))
         else:
-            table.add_row("cuda", "not available (CPU only)")
+            row("cuda", "not available (CPU only)")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
-            table.add_row("mps", "available")
+            row("mps", "available")
     except Exception as exc:  # a broken torch is exactly what doctor should report
-        table.add_row("torch", f"[red]import failed: {exc}[/]")
+        row("torch", f"[red]import failed: {exc}[/]")
     home = essence_home()
-    table.add_row("cache folder", f"{home} ({'exists' if home.exists() else 'not created yet'})")
+    row("cache folder", f"{home} ({'exists' if home.exists() else 'not created yet'})")
     host = get_host()
-    table.add_row("plugins", ", ".join(p.name for p in host.plugins.values()) or "(none)")
-    console.print(table)
+    row("plugins", ", ".join(p.name for p in host.plugins.values()) or "(none)")
     if host.errors:
         console.print("[bold red]Plugin errors:[/]")
         for e in host.errors:
-            console.print(f"  {e.plugin} ({e.stage}): {e.error}")
+            console.print(f"  {e.plugin} ({e.stage}): {e.error}", soft_wrap=True)
     else:
         console.print("No plugin errors.")
 
@@ -228,9 +235,7 @@ def doctor_command() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            app = build_app()
+        app = build_app()
     except EssenceError as exc:
         print_error(exc)
         return exc.exit_code

@@ -28,3 +28,48 @@ def essence_home(tmp_path, monkeypatch):
     home = tmp_path / "essence-home"
     monkeypatch.setenv("ESSENCE_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch, fresh_plugins):
+    """Install a fake plugin distribution (a module plus a ``.dist-info`` with an ``essence`` entry point).
+
+    ``install_plugin("essence-foo", "essence_foo", source)`` makes it discoverable through
+    importlib.metadata exactly as ``pip install`` would, for this test only.
+    """
+    import importlib
+    import sys
+    import textwrap
+
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    monkeypatch.syspath_prepend(str(site))
+    added: list[str] = []
+
+    def install(dist: str, module: str, source: str, version: str = "1.0") -> None:
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        (info / "entry_points.txt").write_text(f"[essence]\n{module} = {module}\n")
+        added.append(module)
+        importlib.invalidate_caches()
+        fresh_plugins.reset()
+
+    yield install
+    for module in added:
+        sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+
+
+@pytest.fixture
+def cli():
+    """Run the real CLI app in-process: ``cli("list", "--json")`` -> result (exit_code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from essence.cli import build_app
+
+    def run(*args: str, input: str | None = None):
+        return CliRunner().invoke(build_app(), list(args), input=input)
+
+    return run

@@ -62,6 +62,12 @@ class PluginHost:
     def add(self, module: ModuleType | Any, name: str, version: str | None, builtin: bool) -> None:
         try:
             self.pm.register(module, name=name)
+            unknown = [c.name for c in self.pm.get_hookcallers(module) or [] if c.spec is None]
+            if unknown:
+                self.pm.unregister(module)
+                raise pluggy.PluginValidationError(
+                    module, f"unknown hook {', '.join(unknown)} (not one of essence's hooks: a typo?)"
+                )
         except Exception as exc:  # an invalid hookimpl: report it, keep the rest
             self.fail(name, "register", exc)
             return
