@@ -172,3 +172,10 @@ def test_all_mirrors_failing_lists_a_reason_for_each(server, tmp_path):
     ]
     assert "\n" not in str(exc.value)
     assert leftovers(tmp_path) == []
+
+
+def test_unwritable_destination_is_a_clear_error(server, tmp_path):
+    url = server.serve("a.ckpt", make_blob(SIZE))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(dl.WeightsError, match=r"Could not write .*a.ckpt.part: .*ESSENCE_HOME"):
+        download([url], tmp_path / "file" / "a.ckpt")

@@ -103,6 +103,8 @@ def cache_entry(asset: Asset | str) -> CacheEntry:
     asset = _as_asset(asset)
     folder = weights_root() / asset.name
     record = _read_record(folder / f"{asset.name}.json")
+    if record is not None and asset.sha256 and record["source"].get("sha256") != asset.sha256:
+        record = None  # the registry now names another file (a corrected SHA256): check again
     entry = CacheEntry(asset, folder, "missing", None)
     if record is not None and _has_size(entry.source, record["source"].get("size")):
         conv = record.get("converted")
@@ -546,7 +548,7 @@ def _lock(asset: Asset, console: Console) -> FileLock:
 def _stderr() -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 __all__ = [

@@ -14,7 +14,7 @@ from essence.core.errors import WeightsError
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

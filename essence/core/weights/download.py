@@ -133,17 +133,24 @@ def download(
     dest = Path(dest)
     if not urls:
         raise DownloadError(f"No URL to download {dest.name} from.", [])
-    dest.parent.mkdir(parents=True, exist_ok=True)
     reasons: list[str] = []
     with _Progress(console, label or dest.name, progress) as bar:
-        for url in urls:
+        for i, url in enumerate(urls):
             try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
                 return _download_from(url, dest, sha256, size, timeout, bar)
+            except OSError as exc:  # network errors are caught inside: this is the local disk
+                raise WeightsError(
+                    f"Could not write {part_path(dest)}: {exc.strerror or exc}. "
+                    "Free some space, or set ESSENCE_HOME to a writable folder."
+                ) from exc
             except _Rejected as exc:
                 discard_partial(dest)
                 reasons.append(f"{url} -> {exc}")
             except _Failed as exc:
                 reasons.append(f"{url} -> {exc}")
+            if console is not None and i + 1 < len(urls):
+                console.print(f"[yellow]{reasons[-1]}[/]; trying {urls[i + 1]}", soft_wrap=True)
     kept = part_path(dest)
     tail = f" The partial file {kept} is kept; the next try resumes it." if kept.exists() else ""
     raise DownloadError(f"Could not download {dest.name}: " + "; ".join(reasons) + "." + tail, reasons)

@@ -70,8 +70,14 @@ class FileLock:
         self._fd: int | None = None
 
     def __enter__(self) -> FileLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise WeightsError(
+                f"Cannot write the lock file {self.path}: {exc.strerror or exc}. "
+                "Set ESSENCE_HOME to a writable folder."
+            ) from exc
         start = time.monotonic()
         waited = False
         while not _try_lock(fd):
