@@ -141,7 +141,7 @@ def test_server_that_never_answers_times_out(server, tmp_path):
 def test_server_that_stalls_mid_file_times_out_then_resumes(server, tmp_path):
     data = make_blob(SIZE)
     url = server.serve("a.ckpt", data, stall_after=80_000, stall_for=3.0)
-    got = download([url], tmp_path / "a.ckpt", sha256=sha256(data), timeout=0.3)
+    got = download([url], tmp_path / "a.ckpt", sha256=sha256(data), timeout=0.6)
     assert got.path.read_bytes() == data
     assert [r["range"] for r in server.requests("a.ckpt")] == [None, "bytes=80000-"]
 
