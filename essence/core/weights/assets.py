@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from essence.core.errors import DuplicateNameError, UnknownComponentError
 
@@ -31,6 +32,42 @@ class Asset(BaseModel):
     convert: str | None = Field(None, description="Converter to safetensors; None keeps the file as is.")
     description: str = ""
     plugin: str = ""
+
+    # Names and file names become paths in the cache: keep them to one plain path component.
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError("use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        return v
+
+    @field_validator("filename")
+    @classmethod
+    def _plain_filename(cls, v: str) -> str:
+        if not _NAME.fullmatch(v):
+            raise ValueError("a file name without folders, e.g. 'model.pkl'")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", v):
+            raise ValueError("a SHA256 is 64 hexadecimal digits")
+        return v
+
+    @field_validator("urls")
+    @classmethod
+    def _some_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if not re.match(r"(https?|file)://", url):
+                raise ValueError(f"{url!r}: URLs must start with https://, http:// or file://")
+        return v
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -80,7 +117,10 @@ def get_assets() -> dict[str, Asset]:
 def get_asset(name: str) -> Asset:
     assets = get_assets()
     if name not in assets:
-        raise UnknownComponentError("asset", name, assets)
+        err = UnknownComponentError("asset", name, assets)
+        if not err.suggestions:
+            err.args = (f"Unknown asset {name!r}. Run `essence weights list` to see the known ones.",)
+        raise err
     return assets[name]
 
 

@@ -5,28 +5,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from essence.core.errors import WeightsError, did_you_mean
+from essence.core.weights.download import ProgressCallback
 
 
-def resolve_weights(spec: str, *, kind: str | None = None) -> Path:
+def resolve_weights(
+    spec: str | Path,
+    *,
+    kind: str | None = None,
+    offline: bool | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
     """A local file for ``spec``: an existing path, or a registered asset name.
 
     For an asset, returns the file components load (the converted safetensors when the asset has a
-    converter, else the download itself). Raises WeightsError saying which command fixes it.
+    converter, else the download itself): from the cache, finishing a conversion still to do, else
+    downloading it (licence and progress bar on stderr). Offline (``offline=True`` or
+    ``ESSENCE_OFFLINE=1``) never opens a socket. Raises WeightsError saying which command fixes it.
     """
     from essence.core.weights.assets import get_assets
 
     path = Path(spec).expanduser()
     if path.is_file():
         return path
+    spec = str(spec)
     assets = get_assets()
     if spec in assets:
         asset = assets[spec]
         if kind is not None and asset.kind != kind:
             raise WeightsError(f"{spec!r} holds {asset.kind} weights, not {kind} weights.")
-        raise WeightsError(
-            f"Weights {spec!r} are not in the cache yet. Run `essence weights pull {spec}`, "
-            f"or download {asset.filename} yourself and run `essence weights import {spec} FILE`."
-        )
+        from essence.core.weights.cache import cache_entry, pull
+
+        entry = cache_entry(asset)
+        if entry.status != "cached":
+            entry = pull(asset, offline=offline, progress=progress)
+        return entry.path
     if path.exists():
         raise WeightsError(f"Expected a weights file, got a folder: {path}")
     names = [n for n, a in assets.items() if kind is None or a.kind == kind]
