@@ -86,6 +86,10 @@ def build_app() -> typer.Typer:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
 
+    from essence.commands.run import run_command
+
+    app.command("run")(run_command)
+
     from essence.core.plugins import get_host
 
     get_host().call_each("register_commands", lambda plugin: {"app": app})

@@ -333,8 +333,8 @@ def contact_sheet(
     draw.text((x_of(1), y_top + tile + gap), "results", fill=(0, 0, 0))
     draw.text((x_of(0), y_top + tile + gap), "target", fill=(0, 0, 0))
     for i, (src, res) in enumerate(zip(sources, results)):
-        sheet.paste(src.convert("RGB").resize((tile, tile)), (x_of(i + 1), y_top))
-        sheet.paste(res.convert("RGB").resize((tile, tile)), (x_of(i + 1), y_bottom))
+        sheet.paste(_fit(src, tile), (x_of(i + 1), y_top))
+        sheet.paste(_fit(res, tile), (x_of(i + 1), y_bottom))
     if targets:
         k = math.ceil(math.sqrt(len(targets)))
         sub = tile // k
@@ -343,6 +343,13 @@ def contact_sheet(
     else:
         draw.rectangle([x_of(0), y_bottom, x_of(0) + tile - 1, y_bottom + tile - 1], fill=(200, 200, 200))
     return sheet
+
+
+def _fit(img: Image.Image, tile: int) -> Image.Image:
+    from PIL import Image
+
+    up = img.width < tile
+    return img.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST if up else Image.Resampling.LANCZOS)
 
 
 _SERIES_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
