@@ -7,8 +7,10 @@ step takes milliseconds. Add them to a fresh plugin host with :func:`install`.
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +31,12 @@ class TinyGenerator(nn.Module, essence.Generator):
     resolution = 16
     num_ws = 4
 
+    #: How many were built: tests use it to prove a bad input failed before any model was built.
+    built = 0
+
     def __init__(self, config: TinyGeneratorConfig) -> None:
         super().__init__()
+        TinyGenerator.built += 1
         torch.manual_seed(config.seed)
         self.w_dim = self.z_dim = config.w_dim
         c = config.channels
@@ -134,8 +140,61 @@ def register_encoders(register):
 
 def install() -> None:
     """Add this module as a plugin to the (fresh) plugin host."""
-    import sys
-
     from essence.core import plugins
 
     plugins.get_host().add(sys.modules[__name__], "engine-doubles", None, builtin=False)
+
+
+class NanAtConfig(essence.ComponentConfig):
+    step: int = 3
+
+
+class NanAt(essence.LossTerm):
+    """A loss term that is 0 until ``step``, then NaN: drives the engine's non-finite handling."""
+
+    def __call__(self, ctx: essence.LossContext) -> torch.Tensor:
+        value = ctx.shifted.sum() * 0
+        return value + float("nan") if ctx.step >= self.config.step else value
+
+
+class SigintAt(essence.LossTerm):
+    """A zero loss term that sends this process SIGINT (a user's Ctrl-C) at ``step`` of restart 0."""
+
+    def __call__(self, ctx: essence.LossContext) -> torch.Tensor:
+        import os
+        import signal
+
+        if ctx.step == self.config.step and ctx.extras.get("restart") == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return ctx.shifted.sum() * 0
+
+
+@essence.hookimpl
+def register_losses(register):
+    register("nan-at", NanAt, config=NanAtConfig, description="Test loss: NaN from a given step.", tiny={})
+    register("sigint-at", SigintAt, config=NanAtConfig, description="Test loss: Ctrl-C at a given step.")
+
+
+@pytest.fixture
+def doubles(fresh_plugins):
+    """A fresh plugin host with the doubles installed, on one CPU thread (the shared machine is busy)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    install()
+    yield sys.modules[__name__]
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def components(doubles):
+    """(generator, encoder) built through the registry, as a run builds them."""
+    return essence.get_generator("tiny-gen"), essence.get_encoder("tiny-enc")
+
+
+@pytest.fixture
+def target_file(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "target.png"
+    Image.new("RGB", (40, 30), (200, 30, 40)).save(path)
+    return path

@@ -170,7 +170,6 @@ class _Display:
         table = Table(title=f"essence run: {outcome.status}", title_justify="left", show_header=False)
         table.add_column("item")
         table.add_column("value", overflow="fold")
-        table.add_row("run folder", str(outcome.out))
         table.add_row("best", f"step {result.best_step} of restart {result.restart}, loss {result.best_loss:.4f}")
         h = result.heldout
         if h:
@@ -182,3 +181,4 @@ class _Display:
         rate = m.get("seconds_per_step")
         table.add_row("time", f"{m['seconds']:.1f} s" + (f" ({rate:.3f} s/step)" if rate else ""))
         Console(highlight=False).print(table)
+        typer.echo(f"Run folder: {outcome.out}")

@@ -333,20 +333,19 @@ class DirectionSearch:
 
         n = self.sources.shape[0]
         slices = self.renderer.slices(n)
+        # No host sync before backward: a non-finite loss is caught before the update instead.
         if len(slices) == 1:
             loss, values = evaluate_terms(self.terms, context(self.renderer.embed(self.shifted_ws())))
-            if math.isfinite(float(loss.detach())):
-                loss.backward()
+            loss.backward()
             return loss, values
         # Chunked: embeddings without a graph, the loss's gradient w.r.t. them, then one
         # forward+backward per chunk with that gradient. Exact, at the cost of one extra forward.
         shifted = self.renderer.embed_nograd(self.shifted_ws().detach()).requires_grad_(True)
         loss, values = evaluate_terms(self.terms, context(shifted))
-        if math.isfinite(float(loss.detach())):
-            loss.backward()
-            grad = shifted.grad
-            for sl in slices:
-                self.renderer.embed(self.shifted_ws(sl)).backward(grad[sl])
+        loss.backward()
+        grad = shifted.grad
+        for sl in slices:
+            self.renderer.embed(self.shifted_ws(sl)).backward(grad[sl])
         return loss, values
 
     def step(self) -> TraceRecord:

@@ -134,8 +134,9 @@ class RunConfig(_Strict):
     @field_validator("losses")
     @classmethod
     def _some_loss(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if not value:
-            raise ValueError("at least one loss term is needed")
+        weights = [v.weight if isinstance(v, LossSpec) else v for v in value.values()]
+        if not any(w != 0 for w in weights):
+            raise ValueError("at least one loss term needs a non-zero weight")
         return value
 
     # -- derived values ------------------------------------------------------------------------
