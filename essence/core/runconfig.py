@@ -100,7 +100,7 @@ class RunConfig(_Strict):
     weight_decay: float = Field(0.007, ge=0, description="Classic L2 weight decay of Adam on the direction.")
     losses: dict[str, Union[float, LossSpec]] = Field(
         default_factory=lambda: {"transfer": 1.0, "consistency": 0.7},
-        description="Loss terms by registered name: a weight, or {weight, config}.",
+        description="Loss terms by registered name: a weight, or {weight, config}; weight 0 drops a preset's term.",
     )
     coefficients: CoefficientsConfig = Field(default_factory=CoefficientsConfig)
     best: Literal["evaluated", "post-update"] = Field(
