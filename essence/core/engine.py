@@ -488,11 +488,10 @@ def evaluate_direction(
     shifted = renderer.embed_nograd(ws + alpha * direction[None])
     with torch.no_grad():
         ctx = LossContext(target=target, sources=src, shifted=shifted, direction=alpha * direction)
-        loss = sum(float(t.weight * t.term(ctx)) for t in terms if t.weight != 0)
         values = {t.name: float(t.term(ctx)) for t in terms}
-        unedited = float(next(t for t in terms if t.name == "transfer").term(
-            LossContext(target=target, sources=src, shifted=src)
-        ))
+        loss = sum(t.weight * values[t.name] for t in terms if t.weight != 0)
+        transfer = next(t for t in terms if t.name == "transfer").term
+        unedited = float(transfer(LossContext(target=target, sources=src, shifted=src)))
     return {"count": int(ws.shape[0]), "alpha": alpha, "loss": loss, **values, "transfer_unedited": unedited}
 
 
