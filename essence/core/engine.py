@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -624,6 +625,9 @@ class TransferOptimizer:
         self.completed: list[RestartResult] = []
         self.search: DirectionSearch | None = None
         self.stop_requested = False
+        #: Time spent in optimisation steps (not held-out checks), and how many ran, in this process.
+        self.step_seconds = 0.0
+        self.steps_run = 0
         self.status = "running"
         self.message = ""
 
@@ -645,7 +649,10 @@ class TransferOptimizer:
                 while not s.done:
                     if self.stop_requested:
                         raise KeyboardInterrupt
+                    started = time.perf_counter()
                     record = s.step()
+                    self.step_seconds += time.perf_counter() - started
+                    self.steps_run += 1
                     if self.callback is not None:
                         self.callback(
                             StepEvent(

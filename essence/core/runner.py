@@ -283,12 +283,11 @@ def _drive(
     with guard:
         result = engine.run()
     seconds = elapsed_now()
-    steps_run = _steps_done(engine, cfg) - done_before
     if result.status == "completed":
         (p.out / CHECKPOINT).unlink(missing_ok=True)
     elif engine.checkpoint_consistent and result.status == "interrupted":
         save_checkpoint(engine, p.out, seconds)
-    rate = (time.perf_counter() - start) / steps_run if steps_run else None
+    rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
     metrics = write_run_folder(
         p, engine, result, generator, encoder, seconds=seconds, seconds_per_step=rate,
         images=result.status != "interrupted",
