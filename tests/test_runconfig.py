@@ -7,7 +7,7 @@ import json
 import pytest
 
 from essence.core.errors import ConfigError
-from essence.core.runconfig import RunConfig, build_run_config, list_presets, parse_set, validate_run_config
+from essence.core.runconfig import InitConfig, RunConfig, build_run_config, list_presets, parse_set, validate_run_config
 
 
 def test_presets_carry_the_papers_and_the_official_settings():
@@ -54,6 +54,7 @@ def test_shorthands_merge_like_their_long_forms():
     assert cfg.init.mode == "zeros" and cfg.target == ["t.png"]
     assert validate_run_config({"init": "w.pt"}).init.path == "w.pt"
     assert validate_run_config({"coefficients": True}).coefficients.enabled
+    assert build_run_config({"init": "w.pt"}, {"init": "zeros"}).init == InitConfig(mode="zeros")  # a later layer wins
 
 
 def test_a_saved_config_validates_back_to_itself():

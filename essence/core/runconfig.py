@@ -212,7 +212,7 @@ def normalize_shorthands(data: Mapping[str, Any]) -> dict[str, Any]:
             data[key] = {"name": data[key]}
     init = data.get("init")
     if isinstance(init, str):
-        data["init"] = {"mode": init} if init in ("random", "zeros") else {"mode": "file", "path": init}
+        data["init"] = {"mode": init, "path": None} if init in ("random", "zeros") else {"mode": "file", "path": init}
     if isinstance(data.get("coefficients"), bool):
         data["coefficients"] = {"enabled": data["coefficients"]}
     return data
