@@ -50,7 +50,23 @@ __all__ = [
 ]
 
 # Heavy parts of the API, imported on first access.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    # the engine (essence.core.engine / runconfig / runner / artifacts)
+    "optimize_direction": "essence.core.engine",
+    "TransferResult": "essence.core.engine",
+    "TraceRecord": "essence.core.engine",
+    "StepEvent": "essence.core.engine",
+    "RunConfig": "essence.core.runconfig",
+    "build_run_config": "essence.core.runconfig",
+    "list_presets": "essence.core.runconfig",
+    "execute_run": "essence.core.runner",
+    "resume_run": "essence.core.runner",
+    "Direction": "essence.core.artifacts",
+    "load_direction": "essence.core.artifacts",
+    "save_direction": "essence.core.artifacts",
+    "load_latents": "essence.core.artifacts",
+    "save_latents": "essence.core.artifacts",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -91,8 +91,10 @@ def build_app() -> typer.Typer:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
 
+    from essence.commands.run import run_command
     from essence.core.weights.cli import weights_app
 
+    app.command("run")(run_command)
     app.add_typer(weights_app(), name="weights")
 
     from essence.core.errors import PluginLoadWarning

@@ -1,0 +1,184 @@
+"""``essence run``: optimise an essence direction and write a run folder.
+
+Settings are layered: the preset, then ``--config FILE``, then the options below, then ``--set key=value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from essence.core.errors import EssenceError
+
+EXIT_NONFINITE = 1
+EXIT_INTERRUPTED = 130
+
+
+def run_command(
+    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators)."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders)."),
+    target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="Target image; repeat for several."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps per restart."),
+    sources: Optional[str] = typer.Option(
+        None, "--sources", help="A number of random sources, or a latent file (N, num_ws, w_dim)."
+    ),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json)."),
+    sets: Optional[list[str]] = typer.Option(
+        None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values)."
+    ),
+    init: Optional[str] = typer.Option(None, "--init", help="random, zeros or a latent file."),
+    restarts: Optional[int] = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out."),
+    heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 autocast (CUDA)."),
+    chunk: Optional[int] = typer.Option(None, "--chunk", help="Most images per pass, when memory is short."),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the render pass."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every K steps."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+) -> None:
+    """Find the essence direction of a target image: one direction in W+ for every source."""
+    from essence.core.runconfig import build_run_config
+    from essence.core.runner import execute_run, resume_run
+
+    options: dict[str, Any] = {
+        "preset": preset,
+        "generator": {"name": generator} if generator else None,
+        "encoder": {"name": encoder} if encoder else None,
+        "target": list(target) if target else None,
+        "steps": steps,
+        "seed": seed,
+        "init": init,
+        "restarts": restarts,
+        "heldout": {"count": heldout} if heldout is not None else None,
+        "device": device,
+        "precision": precision,
+        "chunk": chunk,
+        "compile": compile,
+        "checkpoint_every": checkpoint_every,
+        "out": str(out) if out is not None else None,
+    }
+    if sources is not None:
+        options["sources"] = (
+            {"count": int(sources), "latents": None} if sources.strip().isdigit() else {"latents": sources}
+        )
+    options = {k: v for k, v in options.items() if v is not None}
+
+    display = _Display(quiet)
+    if resume is not None:
+        if options or config is not None or sets or overwrite:
+            raise EssenceError("--resume continues a run with its own settings; give no other run options with it.")
+        outcome = resume_run(
+            resume, callback=display.step, on_start=display.start, notify=display.note, handle_sigint=True
+        )
+    else:
+        cfg = build_run_config(options, file=config, sets=list(sets or ()))
+        outcome = execute_run(
+            cfg,
+            overwrite=overwrite,
+            callback=display.step,
+            on_start=display.start,
+            notify=display.note,
+            handle_sigint=True,
+        )
+    display.stop()
+    display.summary(outcome)
+    if outcome.status == "nonfinite":
+        raise typer.Exit(EXIT_NONFINITE)
+    if outcome.status == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+class _Display:
+    """A rich progress bar with ETA and live losses on stderr, and a summary on stdout (unless quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.progress: Any = None
+        self.task: Any = None
+
+    def start(self, config: Any, done: int) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[losses]}"),
+            console=Console(stderr=True),
+        )
+        self.progress.start()
+        total = config.steps * config.restarts
+        self.task = self.progress.add_task("optimising", total=total, completed=done, losses="")
+        self.restarts = config.restarts
+
+    def step(self, event: Any) -> None:
+        if self.progress is None:
+            return
+        r = event.record
+        desc = f"restart {event.restart + 1}/{self.restarts}" if self.restarts > 1 else "optimising"
+        losses = f"loss {r.loss:.4f}  transfer {r.transfer:.4f}  consistency {r.consistency:.4f}"
+        self.progress.update(self.task, advance=1, description=desc, losses=losses)
+
+    def note(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.progress is not None:
+            self.progress.console.print(message)
+        else:
+            typer.echo(message, err=True)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def summary(self, outcome: Any) -> None:
+        result, m = outcome.result, outcome.metrics
+        if outcome.status == "nonfinite":
+            typer.echo(f"Error: {result.message} The run folder {outcome.out} holds the best direction before it.", err=True)
+        elif outcome.status == "interrupted":
+            typer.echo(
+                f"Interrupted. Best direction so far written to {outcome.out / 'direction.safetensors'}; "
+                f"continue with `essence run --resume {outcome.out}`.",
+                err=True,
+            )
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"essence run: {outcome.status}", title_justify="left", show_header=False)
+        table.add_column("item")
+        table.add_column("value", overflow="fold")
+        table.add_row("best", f"step {result.best_step} of restart {result.restart}, loss {result.best_loss:.4f}")
+        h = result.heldout
+        if h:
+            table.add_row(
+                f"held-out ({h['count']} sources)",
+                f"transfer {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
+                f"consistency {h['consistency']:.4f}, loss {h['loss']:.4f}",
+            )
+        rate = m.get("seconds_per_step")
+        table.add_row("time", f"{m['seconds']:.1f} s" + (f" ({rate:.3f} s/step)" if rate else ""))
+        Console(highlight=False).print(table)
+        typer.echo(f"Run folder: {outcome.out}")

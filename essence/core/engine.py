@@ -1,0 +1,786 @@
+"""The essence-transfer engine: find one direction b in W+ whose edit carries the target's essence (eq. 8).
+
+One step (see ../shared/specs/targetclip-reference.md for the official loop it can reproduce):
+render the shifted sources G(w_s + c_s b) in one batch, embed them, sum the weighted loss terms on the
+embeddings, back-propagate, step the coefficients' Adam (when on), then the direction's Adam (classic L2
+weight decay) with the scheduled lr. Trace values are logged before the update. The source embeddings are
+computed once: they do not depend on b. Nothing is rendered to disk while optimising.
+
+The engine takes ready-made components, so tests and notebooks can pass any Generator and Encoder;
+``essence run`` (essence.core.runner) builds them from a RunConfig and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+from essence.core.errors import EssenceError
+from essence.core.runconfig import RunConfig, validate_run_config
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from essence.core.interfaces import Encoder, Generator
+
+TargetLike = Union[str, "os.PathLike[str]", "Image.Image", "torch.Tensor"]
+
+#: Terms always reported in the trace, computed with the registered losses even at weight 0.
+TRACED_TERMS = ("transfer", "consistency")
+
+
+class NonFiniteError(EssenceError):
+    """The loss or the updated direction became NaN or infinite."""
+
+
+def lr_at(step: int, steps: int, lr: float, schedule: str = "ramp", rampup: float = 0.005, rampdown: float = 0.75) -> float:
+    """The learning rate of step ``step`` of ``steps``.
+
+    ``ramp`` is the official schedule: a cosine ramp-down over the last ``rampdown`` of the run times a
+    linear warm-up over the first ``rampup``, so the lr is exactly 0 at step 0.
+    """
+    if schedule == "constant":
+        return lr
+    t = step / steps
+    ramp = min(1.0, (1.0 - t) / rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    ramp = ramp * min(1.0, t / rampup)
+    return lr * ramp
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TraceRecord:
+    """One step, logged before that step's update (as the golden trace is).
+
+    ``direction_norm`` is the Frobenius norm of the whole b ``(num_ws, w_dim)``; ``mean_coefficient`` the
+    mean of the per-source coefficients (1.0 when they are off). ``terms`` holds every term's unweighted value.
+    """
+
+    step: int
+    lr: float
+    loss: float
+    transfer: float
+    consistency: float
+    direction_norm: float
+    mean_coefficient: float
+    terms: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k != "terms"}
+        row.update({k: v for k, v in self.terms.items() if k not in row})
+        return row
+
+
+@dataclass
+class StepEvent:
+    """Passed to ``callback`` after every step. ``direction``/``coefficients`` are the live tensors after
+    the update: clone them to keep them."""
+
+    restart: int
+    step: int
+    steps: int
+    record: TraceRecord
+    direction: torch.Tensor
+    coefficients: torch.Tensor | None
+    best_loss: float
+    best_step: int
+
+
+@dataclass
+class RestartResult:
+    """The outcome of one optimisation from one init."""
+
+    restart: int
+    direction: torch.Tensor
+    final_direction: torch.Tensor
+    coefficients: torch.Tensor | None
+    best_coefficients: torch.Tensor | None
+    best_step: int
+    best_loss: float
+    trace: list[TraceRecord]
+    embedding_direction: torch.Tensor | None = None
+    heldout: dict[str, Any] | None = None
+    status: str = "completed"
+    init_seed: int | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in asdict(self).items() if k != "trace"}
+        state["trace"] = [asdict(r) for r in self.trace]
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> RestartResult:
+        state = dict(state)
+        state["trace"] = [TraceRecord(**r) for r in state["trace"]]
+        return cls(**state)
+
+
+@dataclass
+class TransferResult:
+    """What :func:`optimize_direction` returns: the selected restart's result, and all of them.
+
+    ``direction`` is the best b ``(num_ws, w_dim)`` (by the config's ``best`` rule); ``final_direction``
+    is b after the last step; ``coefficients`` the final per-source coefficients (None when off);
+    ``embedding_direction`` is d, the unit mean edit in the encoder's space at ``direction``;
+    ``heldout`` the held-out report (None when off or not reached); ``status`` is ``completed``,
+    ``interrupted`` or ``nonfinite`` (then ``message`` says what happened).
+    """
+
+    direction: torch.Tensor
+    final_direction: torch.Tensor
+    coefficients: torch.Tensor | None
+    best_coefficients: torch.Tensor | None
+    best_step: int
+    best_loss: float
+    trace: list[TraceRecord]
+    embedding_direction: torch.Tensor | None
+    heldout: dict[str, Any] | None
+    status: str
+    message: str
+    restart: int
+    restarts: list[RestartResult]
+    config: RunConfig
+
+    def trace_values(self, name: str) -> list[float]:
+        """One column of the trace: ``lr``, ``loss``, ``transfer``, ``consistency``, ``direction_norm``,
+        ``mean_coefficient`` or a term's name."""
+        return [float(r.row()[name]) for r in self.trace]
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+class Renderer:
+    """Images and embeddings of W+ latents: batched, optionally chunked, bf16-autocast or compiled."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        encoder: Encoder,
+        *,
+        chunk: int | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
+    ) -> None:
+        self.generator = generator
+        self.encoder = encoder
+        self.chunk = chunk
+        self.precision = precision
+        self._fn: Callable[[torch.Tensor], torch.Tensor] = self._embed
+        if compile:
+            import torch
+
+            self._fn = torch.compile(self._embed)
+
+    def _embed(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.encoder.embed(self.generator.synthesize(ws))
+
+    def embed(self, ws: torch.Tensor) -> torch.Tensor:
+        """One pass (no chunking), differentiable when grad is enabled; float32 embeddings."""
+        import torch
+
+        if self.precision == "bf16":
+            with torch.autocast(device_type=ws.device.type, dtype=torch.bfloat16):
+                return self._fn(ws).float()
+        return self._fn(ws).float()
+
+    def slices(self, n: int) -> list[slice]:
+        size = self.chunk or n
+        return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+    def embed_nograd(self, ws: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self.embed(ws[s]) for s in self.slices(ws.shape[0])])
+
+    def images(self, ws: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.no_grad():
+            return torch.cat([self.generator.synthesize(ws[s]).float() for s in self.slices(ws.shape[0])])
+
+
+# -- loss terms ------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightedTerm:
+    name: str
+    term: Callable[[Any], torch.Tensor]
+    weight: float
+
+
+def build_terms(config: RunConfig) -> list[WeightedTerm]:
+    """The configured loss terms from the registry, plus transfer/consistency at weight 0 for the trace."""
+    from essence.core.registry import get_registry
+
+    registry = get_registry()
+    terms = [
+        WeightedTerm(name, registry.create("loss", name, **spec.config), spec.weight)
+        for name, spec in config.loss_weights().items()
+    ]
+    names = {t.name for t in terms}
+    terms += [WeightedTerm(n, registry.create("loss", n), 0.0) for n in TRACED_TERMS if n not in names]
+    return terms
+
+
+def evaluate_terms(terms: Sequence[WeightedTerm], ctx: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The weighted sum (differentiable) and every term's value; weight-0 terms are computed without grad."""
+    import torch
+
+    total: torch.Tensor | None = None
+    values: dict[str, torch.Tensor] = {}
+    for t in terms:
+        if t.weight == 0:
+            with torch.no_grad():
+                values[t.name] = t.term(ctx).detach()
+            continue
+        value = t.term(ctx)
+        values[t.name] = value.detach()
+        total = t.weight * value if total is None else total + t.weight * value
+    if total is None:
+        raise EssenceError("Every loss term has weight 0: give at least one a non-zero weight.")
+    return total, values
+
+
+# -- one optimisation ------------------------------------------------------------------------------
+
+
+class DirectionSearch:
+    """The loop for one init: b, the optional per-source coefficients, their optimisers and the best so far."""
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        terms: Sequence[WeightedTerm],
+        target: torch.Tensor,
+        sources: torch.Tensor,
+        source_embeddings: torch.Tensor,
+        init: torch.Tensor,
+        config: RunConfig,
+        restart: int = 0,
+        init_seed: int | None = None,
+    ) -> None:
+        import torch
+
+        self.renderer, self.terms, self.config = renderer, list(terms), config
+        self.target, self.sources, self.source_embeddings = target, sources, source_embeddings
+        self.restart, self.init_seed = restart, init_seed
+        self.direction = init.detach().clone().float().to(sources.device).requires_grad_(True)
+        cc = config.coefficients
+        self.coefficients = (
+            torch.ones(sources.shape[0], device=sources.device, requires_grad=True) if cc.enabled else None
+        )
+        self.optimizer = torch.optim.Adam(
+            [self.direction], lr=config.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=config.weight_decay
+        )
+        self.coefficient_optimizer = (
+            self._coefficient_adam() if cc.enabled and cc.optimizer == "persistent" else None
+        )
+        self.step_index = 0
+        self.best = self.direction.detach().clone()
+        self.best_coefficients = None if self.coefficients is None else self.coefficients.detach().clone()
+        self.best_loss = math.inf
+        self.best_step = -1
+        self.trace: list[TraceRecord] = []
+        #: True while parameters are being updated: an interrupt then leaves no consistent checkpoint.
+        self.updating = False
+
+    def _coefficient_adam(self) -> torch.optim.Optimizer:
+        import torch
+
+        return torch.optim.Adam(
+            [self.coefficients],
+            lr=self.config.coefficient_lr,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            weight_decay=self.config.coefficients.weight_decay,
+        )
+
+    @property
+    def done(self) -> bool:
+        return self.step_index >= self.config.steps
+
+    def shifted_ws(self, rows: slice | None = None) -> torch.Tensor:
+        sl = rows or slice(None)
+        b = self.direction[None]
+        if self.coefficients is not None:
+            b = self.coefficients[sl, None, None] * b
+        return self.sources[sl] + b
+
+    def _forward_backward(self, lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        from essence.core.interfaces import LossContext
+
+        def context(shifted: torch.Tensor) -> LossContext:
+            extras = {"lr": lr, "steps": self.config.steps, "restart": self.restart}
+            return LossContext(
+                target=self.target,
+                sources=self.source_embeddings,
+                shifted=shifted,
+                direction=self.direction,
+                coefficients=self.coefficients,
+                step=self.step_index,
+                extras=extras,
+            )
+
+        n = self.sources.shape[0]
+        slices = self.renderer.slices(n)
+        # No host sync before backward: a non-finite loss is caught before the update instead.
+        if len(slices) == 1:
+            loss, values = evaluate_terms(self.terms, context(self.renderer.embed(self.shifted_ws())))
+            loss.backward()
+            return loss, values
+        # Chunked: embeddings without a graph, the loss's gradient w.r.t. them, then one
+        # forward+backward per chunk with that gradient. Exact, at the cost of one extra forward.
+        shifted = self.renderer.embed_nograd(self.shifted_ws().detach()).requires_grad_(True)
+        loss, values = evaluate_terms(self.terms, context(shifted))
+        loss.backward()
+        grad = shifted.grad
+        for sl in slices:
+            self.renderer.embed(self.shifted_ws(sl)).backward(grad[sl])
+        return loss, values
+
+    def step(self) -> TraceRecord:
+        """One optimisation step; raises NonFiniteError (state unchanged) when the loss or update is not finite."""
+        import torch
+
+        cfg = self.config
+        i = self.step_index
+        lr = lr_at(i, cfg.steps, cfg.lr, cfg.lr_schedule, cfg.lr_rampup, cfg.lr_rampdown)
+        coefficient_optimizer = self.coefficient_optimizer
+        if self.coefficients is not None and coefficient_optimizer is None:
+            coefficient_optimizer = self._coefficient_adam()  # the official quirk: fresh moments every step
+        self.optimizer.zero_grad(set_to_none=True)
+        if coefficient_optimizer is not None:
+            coefficient_optimizer.zero_grad(set_to_none=True)
+
+        loss, values = self._forward_backward(lr)
+        names = list(values)
+        stats = torch.stack(
+            [
+                loss.detach().float(),
+                *[values[k].float() for k in names],
+                self.direction.detach().norm(),
+                self.coefficients.detach().mean() if self.coefficients is not None else loss.new_tensor(1.0),
+            ]
+        ).tolist()
+        loss_value, term_values, norm, mean_c = stats[0], dict(zip(names, stats[1:-2])), stats[-2], stats[-1]
+        if not math.isfinite(loss_value):
+            raise NonFiniteError(f"The loss became {loss_value} at step {i} (restart {self.restart}).")
+        record = TraceRecord(
+            step=i,
+            lr=lr,
+            loss=loss_value,
+            transfer=term_values["transfer"],
+            consistency=term_values["consistency"],
+            direction_norm=norm,
+            mean_coefficient=mean_c,
+            terms=term_values,
+        )
+
+        before = self.direction.detach().clone()
+        before_c = None if self.coefficients is None else self.coefficients.detach().clone()
+        self.updating = True
+        if coefficient_optimizer is not None:
+            coefficient_optimizer.step()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        finite = bool(torch.isfinite(self.direction).all())
+        if self.coefficients is not None:
+            finite = finite and bool(torch.isfinite(self.coefficients).all())
+        if not finite:
+            with torch.no_grad():
+                self.direction.copy_(before)
+                if self.coefficients is not None:
+                    self.coefficients.copy_(before_c)
+            self.updating = False
+            raise NonFiniteError(f"The direction's update became NaN/inf at step {i} (restart {self.restart}).")
+        if loss_value < self.best_loss:
+            self.best_loss, self.best_step = loss_value, i
+            if cfg.best == "post-update":
+                self.best = self.direction.detach().clone()
+                self.best_coefficients = None if self.coefficients is None else self.coefficients.detach().clone()
+            else:
+                self.best, self.best_coefficients = before, before_c
+        self.trace.append(record)
+        self.step_index += 1
+        self.updating = False
+        return record
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        def cpu(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach().cpu().clone()
+
+        return {
+            "restart": self.restart,
+            "init_seed": self.init_seed,
+            "step": self.step_index,
+            "direction": cpu(self.direction),
+            "coefficients": cpu(self.coefficients),
+            "optimizer": self.optimizer.state_dict(),
+            "coefficient_optimizer": (
+                None if self.coefficient_optimizer is None else self.coefficient_optimizer.state_dict()
+            ),
+            "best": cpu(self.best),
+            "best_coefficients": cpu(self.best_coefficients),
+            "best_loss": self.best_loss,
+            "best_step": self.best_step,
+            "trace": [asdict(r) for r in self.trace],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        device = self.sources.device
+        with torch.no_grad():
+            self.direction.copy_(state["direction"].to(device))
+            if self.coefficients is not None:
+                self.coefficients.copy_(state["coefficients"].to(device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.coefficient_optimizer is not None:
+            self.coefficient_optimizer.load_state_dict(state["coefficient_optimizer"])
+        self.step_index = int(state["step"])
+        self.best = state["best"].to(device)
+        self.best_coefficients = None if state["best_coefficients"] is None else state["best_coefficients"].to(device)
+        self.best_loss = float(state["best_loss"])
+        self.best_step = int(state["best_step"])
+        self.trace = [TraceRecord(**r) for r in state["trace"]]
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+def embedding_direction(source_embeddings: torch.Tensor, shifted: torch.Tensor) -> torch.Tensor:
+    """d: the unit mean of the unit edits C(G(w + b)) - C(G(w)) over sources."""
+    import torch.nn.functional as F
+
+    return F.normalize(F.normalize(shifted - source_embeddings, dim=-1).mean(0), dim=0)
+
+
+def evaluate_direction(
+    renderer: Renderer,
+    terms: Sequence[WeightedTerm],
+    target: torch.Tensor,
+    ws: torch.Tensor,
+    direction: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    source_embeddings: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """Transfer, consistency and the weighted loss of G(w + alpha b) on the sources ``ws``, without
+    coefficients; ``transfer_unedited`` is the transfer of the sources themselves, for comparison."""
+    import torch
+
+    from essence.core.interfaces import LossContext
+
+    ws = ws.to(direction.device)
+    src = renderer.embed_nograd(ws) if source_embeddings is None else source_embeddings
+    shifted = renderer.embed_nograd(ws + alpha * direction[None])
+    with torch.no_grad():
+        ctx = LossContext(target=target, sources=src, shifted=shifted, direction=alpha * direction)
+        values = {t.name: float(t.term(ctx)) for t in terms}
+        loss = sum(t.weight * values[t.name] for t in terms if t.weight != 0)
+        transfer = next(t for t in terms if t.name == "transfer").term
+        unedited = float(transfer(LossContext(target=target, sources=src, shifted=src)))
+    return {"count": int(ws.shape[0]), "alpha": alpha, "loss": loss, **values, "transfer_unedited": unedited}
+
+
+# -- the whole optimisation ------------------------------------------------------------------------
+
+
+def embed_target(encoder: Encoder, target: TargetLike | Sequence[TargetLike]) -> torch.Tensor:
+    """Target embeddings ``(T, D)`` from paths, PIL images, preprocessed inputs ``(3|1x3, R, R)``,
+    or embeddings ``(T, D)`` (used as they are)."""
+    import torch
+    from PIL import Image
+
+    items = list(target) if isinstance(target, (list, tuple)) else [target]
+    if not items:
+        raise EssenceError("No target given: pass a target image (--target FILE).")
+    out = []
+    with torch.no_grad():
+        for item in items:
+            if isinstance(item, torch.Tensor):
+                if item.dim() == 2:
+                    out.append(item.float())
+                    continue
+                x = item[None] if item.dim() == 3 else item
+                if x.dim() != 4:
+                    raise EssenceError(f"A target tensor must be (3, R, R), (n, 3, R, R) or (T, D); got {tuple(item.shape)}.")
+                out.append(encoder.embed_preprocessed(x).float())
+            elif isinstance(item, Image.Image):
+                out.append(encoder.embed_pil(item).float())
+            elif isinstance(item, (str, os.PathLike)):
+                out.append(encoder.embed_file(item).float())
+            else:
+                raise EssenceError(f"A target must be an image path, a PIL image or a tensor, not {type(item).__name__}.")
+    return torch.cat(out)
+
+
+def resolve_sources(generator: Generator, sources: Any, config: RunConfig) -> torch.Tensor:
+    """Source latents ``(N, num_ws, w_dim)``: a tensor, a count, a latent file, or None (the config's)."""
+    import torch
+
+    from essence.core.artifacts import load_latents
+
+    if sources is None:
+        if config.sources.latents:
+            sources = config.sources.latents
+        else:
+            sources = config.sources.count
+    if isinstance(sources, bool):
+        raise EssenceError("sources must be latents, a count or a latent file.")
+    if isinstance(sources, int):
+        return generator.sample_ws(sources, seed=config.sources_seed, truncation=config.sources.truncation)
+    if isinstance(sources, (str, os.PathLike)):
+        sources = load_latents(sources, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
+    if not isinstance(sources, torch.Tensor):
+        raise EssenceError(f"sources must be latents, a count or a latent file, not {type(sources).__name__}.")
+    ws = sources[None] if sources.dim() == 2 else sources
+    if ws.dim() != 3 or tuple(ws.shape[1:]) != (generator.num_ws, generator.w_dim):
+        raise EssenceError(
+            f"Source latents of shape {tuple(sources.shape)} do not fit the generator: "
+            f"expected (N, {generator.num_ws}, {generator.w_dim})."
+        )
+    return ws.detach().float().to(generator.device)
+
+
+def resolve_heldout(generator: Generator, heldout: Any, config: RunConfig) -> torch.Tensor | None:
+    """Held-out latents: a tensor, a count, a latent file, or None (the config's); None when the count is 0."""
+    h = config.heldout
+    if heldout is None:
+        heldout = h.latents if h.latents else h.count
+    if isinstance(heldout, int) and not isinstance(heldout, bool):
+        if heldout == 0:
+            return None
+        return generator.sample_ws(heldout, seed=config.heldout_seed, truncation=h.truncation)
+    return resolve_sources(generator, heldout, config)
+
+
+def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: int) -> tuple[torch.Tensor, int | None]:
+    """b's start ``(num_ws, w_dim)`` and the seed it came from (None when not random)."""
+    import torch
+
+    from essence.core.artifacts import load_latents
+
+    if init is None:
+        init = config.init.path if config.init.mode == "file" else config.init.mode
+    if isinstance(init, str) and init == "random":
+        seed = config.init_seed(restart)
+        return generator.sample_ws(1, seed=seed, truncation=config.init.truncation)[0], seed
+    if isinstance(init, str) and init == "zeros":
+        return torch.zeros(generator.num_ws, generator.w_dim, device=generator.device), None
+    if isinstance(init, (str, os.PathLike)):
+        init = load_latents(init, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Init latent file")
+    if not isinstance(init, torch.Tensor):
+        raise EssenceError(f"init must be 'random', 'zeros', a latent file or a tensor, not {type(init).__name__}.")
+    b = init[0] if init.dim() == 3 and init.shape[0] == 1 else init
+    if tuple(b.shape) != (generator.num_ws, generator.w_dim):
+        raise EssenceError(
+            f"An init of shape {tuple(init.shape)} does not fit the generator: "
+            f"expected ({generator.num_ws}, {generator.w_dim}) or (1, {generator.num_ws}, {generator.w_dim})."
+        )
+    return b.detach().float().to(generator.device), None
+
+
+class TransferOptimizer:
+    """Restarts of :class:`DirectionSearch`, the held-out check, selection, interruption and checkpoints."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        encoder: Encoder,
+        target: TargetLike | Sequence[TargetLike],
+        sources: Any = None,
+        config: RunConfig | dict[str, Any] | str | None = None,
+        init: Any = None,
+        *,
+        heldout: Any = None,
+        callback: Callable[[StepEvent], None] | None = None,
+    ) -> None:
+        self.config = cfg = validate_run_config(config)
+        self.generator, self.encoder = generator, encoder
+        self.callback = callback
+        self.init = init
+        if init is not None and not isinstance(init, str) and cfg.restarts > 1:
+            raise EssenceError("Restarts need different inits: use init='random' with restarts > 1.")
+        self.renderer = Renderer(generator, encoder, chunk=cfg.chunk, precision=cfg.precision, compile=cfg.compile)
+        self.terms = build_terms(cfg)
+        self.target = embed_target(encoder, target).to(generator.device)
+        self.sources = resolve_sources(generator, sources, cfg)
+        self.heldout_ws = resolve_heldout(generator, heldout, cfg)
+        self.source_embeddings = self.renderer.embed_nograd(self.sources)
+        self.restart = 0
+        self.completed: list[RestartResult] = []
+        self.search: DirectionSearch | None = None
+        self.stop_requested = False
+        #: Time spent in optimisation steps (not held-out checks), and how many ran, in this process.
+        self.step_seconds = 0.0
+        self.steps_run = 0
+        self.status = "running"
+        self.message = ""
+
+    # -- running ----------------------------------------------------------------------------------
+    def _new_search(self, restart: int) -> DirectionSearch:
+        b, seed = resolve_init(self.generator, self.init, self.config, restart)
+        return DirectionSearch(
+            self.renderer, self.terms, self.target, self.sources, self.source_embeddings, b, self.config, restart, seed
+        )
+
+    def run(self) -> TransferResult:
+        """Optimise (or continue) until done, interrupted (KeyboardInterrupt or ``stop_requested``) or non-finite."""
+        cfg = self.config
+        try:
+            while self.restart < cfg.restarts:
+                if self.search is None:
+                    self.search = self._new_search(self.restart)
+                s = self.search
+                while not s.done:
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+                    started = time.perf_counter()
+                    record = s.step()
+                    self.step_seconds += time.perf_counter() - started
+                    self.steps_run += 1
+                    if self.callback is not None:
+                        self.callback(
+                            StepEvent(
+                                s.restart, record.step, cfg.steps, record, s.direction.detach(),
+                                None if s.coefficients is None else s.coefficients.detach(), s.best_loss, s.best_step,
+                            )
+                        )
+                self.completed.append(self._finish(s, "completed"))
+                self.search = None
+                self.restart += 1
+            self.status = "completed"
+        except KeyboardInterrupt:
+            self.status, self.message = "interrupted", "Interrupted."
+        except NonFiniteError as exc:
+            self.status, self.message = "nonfinite", str(exc) + " Kept the last good direction."
+        return self.result()
+
+    @property
+    def checkpoint_consistent(self) -> bool:
+        """False when an interrupt hit in the middle of a parameter update."""
+        return self.search is None or not self.search.updating
+
+    def _finish(self, s: DirectionSearch, status: str) -> RestartResult:
+        heldout = None
+        if status == "completed" and self.heldout_ws is not None:
+            report = evaluate_direction(
+                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha
+            )
+            heldout = {"seed": self.config.heldout_seed if self.config.heldout.latents is None else None, **report}
+        with_best = self.renderer.embed_nograd(self.sources + s.best[None])
+        return RestartResult(
+            restart=s.restart,
+            direction=s.best.detach().clone(),
+            final_direction=s.direction.detach().clone(),
+            coefficients=None if s.coefficients is None else s.coefficients.detach().clone(),
+            best_coefficients=s.best_coefficients,
+            best_step=s.best_step,
+            best_loss=s.best_loss,
+            trace=list(s.trace),
+            embedding_direction=embedding_direction(self.source_embeddings, with_best),
+            heldout=heldout,
+            status=status,
+            init_seed=s.init_seed,
+        )
+
+    def result(self) -> TransferResult:
+        """The best restart: by held-out loss when every candidate has one, else by training loss.
+
+        When stopped early, the unfinished restart is a candidate only if no restart completed.
+        """
+        candidates = list(self.completed)
+        if not candidates and self.search is not None:
+            candidates = [self._finish(self.search, self.status)]
+        if not candidates:
+            raise EssenceError("The run stopped before its first step; there is no direction yet.")
+        if all(c.heldout is not None for c in candidates):
+            chosen = min(candidates, key=lambda c: c.heldout["loss"])
+        else:
+            chosen = min(candidates, key=lambda c: c.best_loss)
+        return TransferResult(
+            direction=chosen.direction,
+            final_direction=chosen.final_direction,
+            coefficients=chosen.coefficients,
+            best_coefficients=chosen.best_coefficients,
+            best_step=chosen.best_step,
+            best_loss=chosen.best_loss,
+            trace=chosen.trace,
+            embedding_direction=chosen.embedding_direction,
+            heldout=chosen.heldout,
+            status=self.status,
+            message=self.message,
+            restart=chosen.restart,
+            restarts=candidates,
+            config=self.config,
+        )
+
+    # -- checkpointing ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "format": "essence-checkpoint",
+            "version": 1,
+            "restart": self.restart,
+            "completed": [r.state_dict() for r in self.completed],
+            "search": None if self.search is None else self.search.state_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        if state.get("format") != "essence-checkpoint":
+            raise EssenceError("Not an essence checkpoint.")
+        self.restart = int(state["restart"])
+        self.completed = [RestartResult.from_state_dict(r) for r in state["completed"]]
+        self.search = None
+        if state["search"] is not None:
+            self.search = self._new_search(int(state["search"]["restart"]))
+            self.search.load_state_dict(state["search"])
+        torch.set_rng_state(state["rng"])
+
+
+def optimize_direction(
+    generator: Generator,
+    encoder: Encoder,
+    target: TargetLike | Sequence[TargetLike],
+    sources: Any = None,
+    config: RunConfig | dict[str, Any] | str | None = None,
+    init: Any = None,
+    *,
+    heldout: Any = None,
+    callback: Callable[[StepEvent], None] | None = None,
+) -> TransferResult:
+    """Find the essence direction b of ``target`` for ``generator`` and ``encoder`` (paper eq. 8).
+
+    - ``target``: an image path, a PIL image, a preprocessed encoder input ``(1, 3, R, R)`` (used as is),
+      target embeddings ``(T, D)``, or a list of these.
+    - ``sources``: W+ latents ``(N, num_ws, w_dim)``, a count (random, from the config's seed), a latent
+      file, or None (the config's ``sources``).
+    - ``config``: a RunConfig, a dict (``{"preset": "targetclip", "steps": 25}``), a preset name, or None
+      (the ``paper`` preset). Component settings in it (``generator``, ``encoder``, ``device``) are not used
+      here: the components are given.
+    - ``init``: b's start ``(num_ws, w_dim)`` or ``(1, num_ws, w_dim)``, ``"random"``, ``"zeros"``, a latent
+      file, or None (the config's ``init``).
+    - ``heldout``: held-out latents, a count, a file, or None (the config's ``heldout``; count 0 skips it).
+    - ``callback(event)``: called after every step with a :class:`StepEvent`.
+    """
+    return TransferOptimizer(
+        generator, encoder, target, sources, config, init, heldout=heldout, callback=callback
+    ).run()

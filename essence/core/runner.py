@@ -1,0 +1,439 @@
+"""One ``essence run``: check everything, build the components, optimise, write the run folder.
+
+Every check that can fail on a user mistake (config, component names, target files, latent files and
+their shapes, the output folder) runs before any optimisation. Ctrl-C stops after the current step and
+writes the best direction so far plus ``checkpoint.pt``; :func:`resume_run` continues from it to the
+same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from essence.core.artifacts import (
+    contact_sheet,
+    ensure_writable_dir,
+    load_latents,
+    loss_plot,
+    save_direction,
+    write_json,
+    write_trace_csv,
+)
+from essence.core.engine import StepEvent, TransferOptimizer, TransferResult
+from essence.core.errors import EssenceError
+from essence.core.runconfig import RunConfig, validate_run_config
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+CHECKPOINT = "checkpoint.pt"
+#: Files a run folder holds; --overwrite removes them (and images/) first.
+RUN_FILES = (
+    "direction.safetensors",
+    "config.json",
+    "trace.csv",
+    "metrics.json",
+    "sheet.png",
+    "heldout_sheet.png",
+    "loss.png",
+    CHECKPOINT,
+)
+
+
+@dataclass
+class RunOutcome:
+    out: Path
+    result: TransferResult
+    metrics: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.result.status
+
+
+# -- preparation -----------------------------------------------------------------------------------
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_out(config: RunConfig) -> Path:
+    stem = Path(config.target[0]).stem if config.target else "run"
+    base = Path("essence-runs") / f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 2
+    while out.exists():
+        out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return out
+
+
+def _component_config(reg: Any, spec_config: dict[str, Any], device: str) -> dict[str, Any]:
+    """The component's config with the run's device filled in where the component has a device field."""
+    config = dict(spec_config)
+    if "device" in reg.config.model_fields and "device" not in config:
+        config["device"] = device
+    reg.validate(**config)  # a bad component option fails here, before any weights load
+    return config
+
+
+@dataclass
+class Prepared:
+    config: RunConfig
+    out: Path
+    generator_config: dict[str, Any]
+    encoder_config: dict[str, Any]
+    targets: list[Image.Image]
+
+
+def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False) -> Prepared:
+    """Every check that needs no model: components, losses, targets, latent files, output folder."""
+    from essence.core.images import load_image
+    from essence.core.registry import get_registry
+
+    if not config.target:
+        raise EssenceError("No target image: pass --target FILE (or set `target` in the config).")
+    registry = get_registry()
+    device = resolve_device(config.device)
+    gen_reg = registry.get("generator", config.generator.name)
+    enc_reg = registry.get("encoder", config.encoder.name)
+    for name, spec in config.loss_weights().items():
+        registry.get("loss", name).validate(**spec.config)
+    generator_config = _component_config(gen_reg, config.generator.config, device)
+    encoder_config = _component_config(enc_reg, config.encoder.config, device)
+    targets = [load_image(t) for t in config.target]
+    for path, what in (
+        (config.sources.latents, "Sources latent file"),
+        (config.heldout.latents, "Held-out latent file"),
+        (config.init.path, "Init latent file"),
+    ):
+        if path:
+            load_latents(path, what=what)
+    run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(config))
+    if not resuming and any((run_dir / f).exists() for f in ("direction.safetensors", "metrics.json", CHECKPOINT)):
+        if not overwrite:
+            raise EssenceError(
+                f"Output folder {run_dir} already holds a run. Continue it with `essence run --resume {run_dir}`, "
+                "choose another --out, or pass --overwrite."
+            )
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "images", ignore_errors=True)
+    ensure_writable_dir(run_dir)
+    config = config.model_copy(update={"out": str(run_dir)})
+    return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def build_components(p: Prepared) -> tuple[Any, Any]:
+    """Build G and C, then check the latent files against G's W+ shape."""
+    from essence.core.registry import get_registry
+
+    registry = get_registry()
+    generator = registry.create("generator", p.config.generator.name, **p.generator_config)
+    encoder = registry.create("encoder", p.config.encoder.name, **p.encoder_config)
+    for path, what in (
+        (p.config.sources.latents, "Sources latent file"),
+        (p.config.heldout.latents, "Held-out latent file"),
+        (p.config.init.path, "Init latent file"),
+    ):
+        if path:
+            load_latents(path, num_ws=generator.num_ws, w_dim=generator.w_dim, what=what)
+    return generator, encoder
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _stop_on_sigint(engine: TransferOptimizer, notify: Callable[[str], None] | None) -> Iterator[None]:
+    """First Ctrl-C: finish the current step, then stop cleanly. Second: the usual KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if engine.stop_requested:
+            raise KeyboardInterrupt
+        engine.stop_requested = True
+        if notify is not None:
+            notify("Stopping after this step (Ctrl-C again to stop at once)...")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def execute_run(
+    config: RunConfig | dict[str, Any] | str,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    callback: Callable[[StepEvent], None] | None = None,
+    on_start: Callable[[RunConfig, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    handle_sigint: bool = False,
+) -> RunOutcome:
+    """Run ``config`` end to end and write its run folder; returns where, the result and the metrics.
+
+    ``on_start(config, steps_done)`` is called once the components are built; ``callback`` after every
+    step; ``notify`` receives one-line status messages.
+    """
+    cfg = validate_run_config(config)
+    p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
+    generator, encoder = build_components(p)
+    write_json(p.out / "config.json", p.config.model_dump(mode="json"))
+    engine = TransferOptimizer(generator, encoder, p.targets, config=p.config, callback=None)
+    return _drive(engine, p, generator, encoder, callback, on_start, notify, handle_sigint, elapsed=0.0)
+
+
+def resume_run(
+    run_dir: str | Path,
+    *,
+    callback: Callable[[StepEvent], None] | None = None,
+    on_start: Callable[[RunConfig, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
+    handle_sigint: bool = False,
+) -> RunOutcome:
+    """Continue an interrupted run from ``run_dir/checkpoint.pt`` with its own config."""
+    import json
+
+    import torch
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise EssenceError(f"{run_dir} is not a run folder (it has no config.json); give the folder of an interrupted run.")
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_file():
+        status = ""
+        if (run_dir / "metrics.json").is_file():
+            status = json.loads((run_dir / "metrics.json").read_text()).get("status", "")
+        if status == "completed":
+            raise EssenceError(f"The run in {run_dir} is already complete; there is nothing to resume.")
+        raise EssenceError(f"{run_dir} has no {CHECKPOINT} to resume from.")
+    cfg = validate_run_config(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EssenceError(f"Cannot read checkpoint {ckpt}: {exc}") from None
+    p = prepare(cfg, out=run_dir, resuming=True)
+    generator, encoder = build_components(p)
+    inputs = state["inputs"]
+    engine = TransferOptimizer(
+        generator,
+        encoder,
+        inputs["target"].to(generator.device),
+        inputs["sources"].to(generator.device),
+        config=p.config,
+        heldout=0 if inputs["heldout"] is None else inputs["heldout"].to(generator.device),
+    )
+    engine.load_state_dict(state["engine"])
+    if notify is not None:
+        notify(f"Resuming {run_dir} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
+    return _drive(engine, p, generator, encoder, callback, on_start, notify, handle_sigint, float(state["elapsed"]))
+
+
+def _steps_done(engine: TransferOptimizer, cfg: RunConfig) -> int:
+    current = engine.search.step_index if engine.search is not None else 0
+    return len(engine.completed) * cfg.steps + current
+
+
+def _drive(
+    engine: TransferOptimizer,
+    p: Prepared,
+    generator: Any,
+    encoder: Any,
+    callback: Callable[[StepEvent], None] | None,
+    on_start: Callable[[RunConfig, int], None] | None,
+    notify: Callable[[str], None] | None,
+    handle_sigint: bool,
+    elapsed: float,
+) -> RunOutcome:
+    cfg = p.config
+    start = time.perf_counter()
+    done_before = _steps_done(engine, cfg)
+
+    def elapsed_now() -> float:
+        return elapsed + time.perf_counter() - start
+
+    def on_step(event: StepEvent) -> None:
+        if cfg.checkpoint_every and (event.step + 1) % cfg.checkpoint_every == 0:
+            save_checkpoint(engine, p.out, elapsed_now())
+        if callback is not None:
+            callback(event)
+
+    engine.callback = on_step
+    if on_start is not None:
+        on_start(cfg, done_before)
+    guard = _stop_on_sigint(engine, notify) if handle_sigint else contextlib.nullcontext()
+    with guard:
+        result = engine.run()
+    seconds = elapsed_now()
+    if result.status == "completed":
+        (p.out / CHECKPOINT).unlink(missing_ok=True)
+    elif engine.checkpoint_consistent and result.status == "interrupted":
+        save_checkpoint(engine, p.out, seconds)
+    rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
+    metrics = write_run_folder(
+        p, engine, result, generator, encoder, seconds=seconds, seconds_per_step=rate,
+        images=result.status != "interrupted",
+    )
+    return RunOutcome(p.out, result, metrics)
+
+
+def save_checkpoint(engine: TransferOptimizer, out: Path, elapsed: float) -> Path:
+    """Everything :func:`resume_run` needs: engine state (optimisers, RNG, best, trace) and the inputs."""
+    import os
+
+    import torch
+
+    state = {
+        "engine": engine.state_dict(),
+        "inputs": {
+            "target": engine.target.detach().cpu(),
+            "sources": engine.sources.detach().cpu(),
+            "heldout": None if engine.heldout_ws is None else engine.heldout_ws.detach().cpu(),
+        },
+        "elapsed": float(elapsed),
+    }
+    path = out / CHECKPOINT
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+# -- the run folder --------------------------------------------------------------------------------
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def write_run_folder(
+    p: Prepared,
+    engine: TransferOptimizer,
+    result: TransferResult,
+    generator: Any,
+    encoder: Any,
+    *,
+    seconds: float,
+    seconds_per_step: float | None,
+    images: bool = True,
+) -> dict[str, Any]:
+    """config.json, direction.safetensors, trace.csv, metrics.json, loss.png and (unless ``images`` is
+    False) sheet.png, heldout_sheet.png and per-source images."""
+    cfg, out = p.config, p.out
+    write_json(out / "config.json", cfg.model_dump(mode="json"))
+    save_direction(
+        out / "direction.safetensors",
+        result.direction,
+        result.embedding_direction,
+        generator=cfg.generator.name,
+        encoder=cfg.encoder.name,
+        generator_weights_id=getattr(generator, "weights_id", "unknown"),
+        encoder_weights_id=getattr(encoder, "weights_id", "unknown"),
+        config=cfg.model_dump(mode="json"),
+        extra={
+            "status": result.status,
+            "best_step": result.best_step,
+            "best_loss": _finite(result.best_loss),
+            "restart": result.restart,
+            "heldout": result.heldout,
+        },
+    )
+    rows = []
+    for r in engine.completed:
+        rows += [{"restart": r.restart, **t.row()} for t in r.trace]
+    if engine.search is not None:
+        rows += [{"restart": engine.search.restart, **t.row()} for t in engine.search.trace]
+    write_trace_csv(out / "trace.csv", rows)
+    trace = result.trace
+    plot = loss_plot(
+        {
+            "loss": [t.loss for t in trace],
+            "transfer": [t.transfer for t in trace],
+            "consistency": [t.consistency for t in trace],
+        },
+        title=f"restart {result.restart}: loss (weighted sum) and its terms",
+    )
+    plot.save(out / "loss.png")
+    files = ["config.json", "direction.safetensors", "trace.csv", "metrics.json", "loss.png"]
+    if images:
+        files += write_images(p, engine, result)
+    if (out / CHECKPOINT).exists():
+        files.append(CHECKPOINT)
+    steps_done = _steps_done(engine, cfg)
+    metrics = {
+        "status": result.status,
+        "message": result.message,
+        "generator": cfg.generator.name,
+        "encoder": cfg.encoder.name,
+        "generator_weights_id": getattr(generator, "weights_id", "unknown"),
+        "encoder_weights_id": getattr(encoder, "weights_id", "unknown"),
+        "device": str(getattr(generator, "device", cfg.device)),
+        "steps": cfg.steps,
+        "restarts": cfg.restarts,
+        "steps_done": steps_done,
+        "restart": result.restart,
+        "best_step": result.best_step,
+        "best_loss": _finite(result.best_loss),
+        "final_loss": trace[-1].loss if trace else None,
+        "final": trace[-1].row() if trace else None,
+        "heldout": result.heldout,
+        "restart_results": [
+            {
+                "restart": r.restart,
+                "init_seed": r.init_seed,
+                "best_step": r.best_step,
+                "best_loss": _finite(r.best_loss),
+                "heldout": r.heldout,
+                "status": r.status,
+            }
+            for r in result.restarts
+        ],
+        "seconds": seconds,
+        "seconds_per_step": seconds_per_step,
+        "files": sorted(files),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def write_images(p: Prepared, engine: TransferOptimizer, result: TransferResult) -> list[str]:
+    """Sources and results (training and held-out) as PNGs and contact sheets, rendered once at the end."""
+    from essence.core.images import to_pil
+
+    out = p.out
+    (out / "images").mkdir(exist_ok=True)
+    tile = max(96, min(int(getattr(engine.generator, "resolution", 256)), 256))
+    b = result.direction.to(engine.sources.device)
+    files = []
+    groups = [("", engine.sources, 1.0)]
+    if engine.heldout_ws is not None:
+        groups.append(("heldout_", engine.heldout_ws, p.config.heldout.alpha))
+    for prefix, ws, alpha in groups:
+        sources = to_pil(engine.renderer.images(ws))
+        results = to_pil(engine.renderer.images(ws + alpha * b[None]))
+        for i, (s, r) in enumerate(zip(sources, results)):
+            s.save(out / "images" / f"{prefix}source_{i:02d}.png")
+            r.save(out / "images" / f"{prefix}result_{i:02d}.png")
+            files += [f"images/{prefix}source_{i:02d}.png", f"images/{prefix}result_{i:02d}.png"]
+        contact_sheet(p.targets, sources, results, tile=tile).save(out / f"{prefix}sheet.png")
+        files.append(f"{prefix}sheet.png")
+    return files
+
