@@ -115,7 +115,9 @@ def openai_visual(arch: Mapping[str, Any]) -> torch.nn.Module:
             raise ConfigError(f"A ResNet has four stages; vision_layers={list(layers)}.")
         if width * 32 % 64:
             raise ConfigError(f"A ResNet's vision_width must be even (got {width}).")
-        return model.ModifiedResNet(layers=layers, output_dim=dim, heads=width * 32 // 64, input_resolution=res, width=width)
+        return model.ModifiedResNet(
+            layers=layers, output_dim=dim, heads=width * 32 // 64, input_resolution=res, width=width
+        )
     if width < 64 or width % 64:
         raise ConfigError(f"A ViT's vision_width must be a multiple of 64 (got {width}): its heads are 64 wide.")
     return model.VisionTransformer(

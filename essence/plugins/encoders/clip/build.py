@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import difflib
+import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,6 @@ import torch
 
 import essence
 from essence import ConfigError, WeightsError
-from essence.core.errors import did_you_mean
 from essence.plugins.encoders.clip.backends import (
     OPENAI_PRESETS,
     import_clip,
@@ -39,6 +41,22 @@ def load_visual(tower: torch.nn.Module, state: Mapping[str, torch.Tensor], where
             f"{where}: the weights do not fit the image tower (missing {sorted(missing)[:4]}, "
             f"unexpected {sorted(unexpected)[:4]}). Is it a CLIP checkpoint of this architecture?"
         )
+
+
+@contextlib.contextmanager
+def _quiet_random_init_notice() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded" when it builds without a tag; here the weights
+    are loaded right after (or random was asked for), so the notice would mislead."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def _weights_id(info: Mapping[str, Any]) -> str:
@@ -89,7 +107,9 @@ def build_openclip(config: Any) -> CLIPEncoder:
     check_precision(config.precision, device)
     open_clip = import_open_clip()
     if config.pretrained and config.weights is not None:
-        raise ConfigError("Give either `weights` (a file, a weights name or 'random') or `pretrained` (an open_clip tag), not both.")
+        raise ConfigError(
+            "Give either `weights` (a file, a weights name or 'random') or `pretrained` (an open_clip tag), not both."
+        )
     arch, source, tag = config.arch, config.weights, None
     if config.pretrained:
         if Path(config.pretrained).expanduser().is_file():
@@ -104,7 +124,7 @@ def build_openclip(config: Any) -> CLIPEncoder:
             )
         source, arch = OPENAI_PRESETS[arch]
     if not arch.startswith(("hf-hub:", "local-dir:")) and arch not in open_clip.list_models():
-        close = did_you_mean(arch, open_clip.list_models())
+        close = difflib.get_close_matches(arch, open_clip.list_models(), n=1)
         tip = f" Did you mean {close[0]!r}?" if close else " See open_clip.list_models()."
         raise ConfigError(f"open_clip has no architecture {arch!r}.{tip}")
 
@@ -129,7 +149,7 @@ def build_openclip(config: Any) -> CLIPEncoder:
         weights_id = "random"
 
     try:
-        with seeded(0):
+        with seeded(0), _quiet_random_init_notice():
             model = open_clip.create_model(
                 arch,
                 pretrained=tag,

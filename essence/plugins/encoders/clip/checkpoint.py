@@ -260,7 +260,11 @@ def infer_architecture(state: dict[str, torch.Tensor], where: Any = "weights") -
             patch = int(conv.shape[-1])
             grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
             layers = len(
-                [k for k in state if k.startswith("visual.transformer.resblocks.") and k.endswith(".attn.in_proj_weight")]
+                [
+                    k
+                    for k in state
+                    if k.startswith("visual.transformer.resblocks.") and k.endswith(".attn.in_proj_weight")
+                ]
             )
             arch: dict[str, Any] = {
                 "embed_dim": int(state["visual.proj"].shape[1]),

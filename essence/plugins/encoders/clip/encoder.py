@@ -33,7 +33,9 @@ def resolve_device(spec: str | torch.device | None) -> torch.device:
         raise ConfigError(f"Unknown device {spec!r}. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise EssenceError(f"Device {spec!r} asked for, but CUDA is not available here. Use device='cpu' or 'auto'.")
+            raise EssenceError(
+                f"Device {spec!r} asked for, but CUDA is not available here. Use device='cpu' or 'auto'."
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise EssenceError(f"Device {spec!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s).")
     elif device.type == "mps" and not torch.backends.mps.is_available():
@@ -175,10 +177,8 @@ class CLIPEncoder(torch.nn.Module, essence.Encoder):
         import numpy as np
         from PIL import Image
 
-        from essence.core.images import to_rgb
-
         r = self.input_resolution
-        image = to_rgb(image)
+        image = essence.to_rgb(image)
         w, h = image.size
         short, long = (w, h) if w <= h else (h, w)
         if short != r:
