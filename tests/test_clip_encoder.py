@@ -141,3 +141,20 @@ def test_openclip_defaults_to_openais_weights(essence_home, fresh_plugins):
     """No weights and no tag: OpenAI's ViT-B/32 from essence's cache, which is empty here."""
     with pytest.raises(essence.WeightsError, match="clip-vitb32"):
         essence.get_encoder("openclip", device="cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_on_cuda_stays_close_to_fp32(precision):
+    config = {"weights": "random", "architecture": TINY_VIT, "device": "cuda", "resample": "area"}
+    reference = essence.get_encoder("clip-vitb32", **config)
+    encoder = essence.get_encoder("clip-vitb32", precision=precision, **config)
+    images = (torch.rand(2, 3, 256, 256, device="cuda") * 2 - 1).requires_grad_(True)
+    emb = encoder.embed(images)
+    assert emb.dtype == torch.float32
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2, device="cuda"), atol=1e-5)
+    with torch.no_grad():
+        assert (emb.detach() - reference.embed(images)).abs().max() < 3e-2
+    emb.sum().backward()
+    assert images.grad.dtype == torch.float32 and torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
