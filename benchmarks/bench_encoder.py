@@ -1,7 +1,7 @@
 """Speed of the CLIP encoders on generator-sized images: embed forward and forward+backward.
 
 Six 1024 px images in [-1, 1] (the resize to 224 included) through ViT-B/32 and RN50 with random
-full-size weights, for three ways of resizing: the area resampler as two (224 x 1024) matmuls, the
+full-size weights, and the resize alone, for three ways of resizing: the area resampler as two (224 x 1024) matmuls, the
 official TargetCLIP path (nearest upsample x7 to 7168 px, then 32 x 32 average pooling; the same
 linear map) and antialiased bicubic. Each case runs in its own process, so that its peak memory
 (RSS high-water mark, or CUDA peak allocation) is its own.
@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-MODELS = {"ViT-B/32": "clip-vitb32", "RN50": "clip-rn50"}
+#: "resize" times the resize and normalisation alone (a ViT-B/32 encoder whose tower is skipped).
+MODELS = {"ViT-B/32": "clip-vitb32", "RN50": "clip-rn50", "resize": "clip-vitb32"}
 METHODS = ("area-matmul", "upsample-x7", "bicubic")
 
 
@@ -34,6 +35,7 @@ def run_case(model: str, method: str, args: argparse.Namespace) -> dict:
     encoder = essence.get_encoder(
         MODELS[model],
         weights="random",
+        architecture={"vision_layers": 1, "vision_width": 64} if model == "resize" else None,
         device=args.device,
         precision=args.precision,
         resample="bicubic" if method == "bicubic" else "area",
@@ -41,6 +43,8 @@ def run_case(model: str, method: str, args: argparse.Namespace) -> dict:
     device = encoder.device
     images = torch.rand(args.batch, 3, args.size, args.size, device=device) * 2 - 1
 
+    if model == "resize":
+        encoder.embed_preprocessed = lambda x: x  # the resized, normalised images themselves
     if method == "upsample-x7":
 
         def embed(x):
