@@ -69,6 +69,8 @@ NO_NETWORK = textwrap.dedent(
     except essence.WeightsError:
         pass
     assert not attempts, attempts
+    stub = sys.modules.get("pkg_resources")
+    assert stub is None or hasattr(stub, "get_distribution"), "the pkg_resources stub for `import clip` leaked"
     print("NO NETWORK")
     """
 )
