@@ -17,6 +17,7 @@ from essence.core.errors import (
     WeightsError,
 )
 from essence.core.hookspecs import hookimpl
+from essence.core.images import load_image, to_rgb
 from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, NoiseMode
 from essence.core.registry import get_encoder, get_generator, get_loss, get_registry, list_components
 from essence.core.weights.assets import Asset, load_assets
@@ -46,7 +47,9 @@ __all__ = [
     "hookimpl",
     "list_components",
     "load_assets",
+    "load_image",
     "resolve_weights",
+    "to_rgb",
 ]
 
 # Heavy parts of the API, imported on first access.

@@ -1,0 +1,174 @@
+"""Factories of the registered CLIP encoders: validated config -> :class:`CLIPEncoder`."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import essence
+from essence import ConfigError, WeightsError
+from essence.plugins.encoders.clip.backends import (
+    OPENAI_PRESETS,
+    import_clip,
+    import_open_clip,
+    is_resnet,
+    merge_architecture,
+    openai_visual,
+    seeded,
+)
+from essence.plugins.encoders.clip.checkpoint import infer_architecture, read_weights
+from essence.plugins.encoders.clip.encoder import CLIPEncoder, check_precision, resolve_device
+
+
+def load_visual(tower: torch.nn.Module, state: Mapping[str, torch.Tensor], where: Any, assign: bool = False) -> None:
+    """Load the ``visual.*`` part of a CLIP state dict into an image tower; any mismatch is a WeightsError."""
+    visual = {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
+    if not visual:
+        raise WeightsError(f"{where}: no image tower in this file (no 'visual.*' keys).")
+    try:
+        missing, unexpected = tower.load_state_dict(visual, strict=False, assign=assign)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[-1].strip()
+        raise WeightsError(f"{where}: the weights do not fit the image tower ({detail}).") from None
+    if missing or unexpected:
+        raise WeightsError(
+            f"{where}: the weights do not fit the image tower (missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]}). Is it a CLIP checkpoint of this architecture?"
+        )
+
+
+@contextlib.contextmanager
+def _quiet_random_init_notice() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded" when it builds without a tag; here the weights
+    are loaded right after (or random was asked for), so the notice would mislead."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
+def _weights_id(info: Mapping[str, Any]) -> str:
+    return f"sha256:{info['sha256'][:16]}"
+
+
+def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
+    """An openai-clip image tower: random (``preset`` plus ``architecture``) or from a weights file."""
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    import_clip()  # before any meta-device block: importing must create real tensors
+    if config.weights == "random":
+        arch = merge_architecture(preset, config.architecture)
+        with seeded(0):
+            tower = openai_visual(arch)
+        weights_id = "random"
+    else:
+        if config.architecture:
+            raise ConfigError(
+                "`architecture` only applies to weights='random': a weights file carries its own architecture."
+            )
+        path = essence.resolve_weights(config.weights, kind="encoder")
+        state, info = read_weights(path)
+        arch = infer_architecture(state, path)
+        if is_resnet(arch) != is_resnet(preset):
+            has, wants = ("a ResNet", "a ViT") if is_resnet(arch) else ("a ViT", "a ResNet")
+            other = "clip-rn50" if is_resnet(arch) else "clip-vitb32"
+            raise WeightsError(f"{path} holds {has} CLIP, but this encoder is {wants}; use the {other!r} encoder.")
+        with torch.device("meta"):
+            tower = openai_visual(arch)
+        load_visual(tower, state, path, assign=True)
+        weights_id = _weights_id(info)
+    return CLIPEncoder(
+        tower,
+        embed_dim=int(arch["embed_dim"]),
+        input_resolution=int(arch["image_resolution"]),
+        resample=config.resample,
+        normalize=config.normalize,
+        precision=config.precision,
+        device=device,
+        weights_id=weights_id,
+    )
+
+
+def build_openclip(config: Any) -> CLIPEncoder:
+    """An open_clip model: an open_clip pretrained tag, a weights file or asset, or random."""
+    device = resolve_device(config.device)
+    check_precision(config.precision, device)
+    open_clip = import_open_clip()
+    if config.pretrained and config.weights is not None:
+        raise ConfigError(
+            "Give either `weights` (a file, a weights name or 'random') or `pretrained` (an open_clip tag), not both."
+        )
+    arch, source, tag = config.arch, config.weights, None
+    if config.pretrained:
+        if Path(config.pretrained).expanduser().is_file():
+            source = config.pretrained  # read by essence's safe reader, never by torch.jit/pickle
+        else:
+            tag = config.pretrained
+    if source is None and tag is None:
+        if arch not in OPENAI_PRESETS:
+            raise ConfigError(
+                f"openclip arch {arch!r} has no default weights: give weights= (a file, a weights name or "
+                "'random') or pretrained= (an open_clip tag)."
+            )
+        source, arch = OPENAI_PRESETS[arch]
+    if not arch.startswith(("hf-hub:", "local-dir:")) and arch not in open_clip.list_models():
+        close = difflib.get_close_matches(arch, open_clip.list_models(), n=1)
+        tip = f" Did you mean {close[0]!r}?" if close else " See open_clip.list_models()."
+        raise ConfigError(f"open_clip has no architecture {arch!r}.{tip}")
+
+    state = path = None
+    quick_gelu = False
+    if source is not None and source != "random":
+        path = essence.resolve_weights(source, kind="encoder")
+        state, info = read_weights(path)
+        quick_gelu = bool(info["openai"])  # OpenAI trained with QuickGELU; open_clip's plain configs use GELU
+        weights_id = _weights_id(info)
+    elif tag is not None:
+        tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
+        if not tag_cfg and not arch.startswith(("hf-hub:", "local-dir:")):
+            tags = open_clip.list_pretrained_tags_by_model(arch)
+            raise ConfigError(
+                f"open_clip has no pretrained weights {tag!r} for {arch!r} (it has: {', '.join(tags) or 'none'}), "
+                "and it is not a file."
+            )
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+        weights_id = f"open_clip:{arch}/{tag}"
+    else:
+        weights_id = "random"
+
+    try:
+        with seeded(0), _quiet_random_init_notice():
+            model = open_clip.create_model(
+                arch,
+                pretrained=tag,
+                force_quick_gelu=quick_gelu,
+                device="cpu",
+                precision="fp32",
+                **dict(config.architecture or {}),
+            )
+    except TypeError as exc:
+        raise ConfigError(f"open_clip rejected the architecture overrides {config.architecture}: {exc}") from None
+    except RuntimeError as exc:
+        raise WeightsError(f"open_clip could not build {arch!r} with pretrained={tag!r}: {exc}") from None
+    if state is not None:
+        load_visual(model.visual, state, path)
+    return CLIPEncoder.from_model(
+        model,
+        resample=config.resample,
+        normalize=config.normalize,
+        precision=config.precision,
+        device=device,
+        weights_id=weights_id,
+    )
