@@ -64,10 +64,14 @@ NO_NETWORK = textwrap.dedent(
                         architecture={"embed_dim": 32,
                                       "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32},
                                       "text_cfg": {"vocab_size": 512, "width": 64, "heads": 1, "layers": 1}})
+    import os
+    os.environ["ESSENCE_OFFLINE"] = "1"
     try:
-        essence.get_encoder("clip-rn50", device="cpu")  # default weights, not cached: an error, no download
-    except essence.WeightsError:
-        pass
+        essence.get_encoder("clip-rn50", device="cpu")  # default weights, not cached, offline: an error
+    except essence.WeightsError as exc:
+        assert "essence weights pull clip-rn50" in str(exc), exc
+    else:
+        raise AssertionError("offline construction without cached weights did not fail")
     assert not attempts, attempts
     stub = sys.modules.get("pkg_resources")
     assert stub is None or hasattr(stub, "get_distribution"), "the pkg_resources stub for `import clip` leaked"
