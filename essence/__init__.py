@@ -17,8 +17,15 @@ from essence.core.errors import (
     WeightsError,
 )
 from essence.core.hookspecs import hookimpl
-from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, NoiseMode
-from essence.core.registry import get_encoder, get_generator, get_loss, get_registry, list_components
+from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, Metric, MetricContext, NoiseMode
+from essence.core.registry import (
+    get_encoder,
+    get_generator,
+    get_loss,
+    get_metric,
+    get_registry,
+    list_components,
+)
 from essence.core.weights.assets import Asset, load_assets
 from essence.core.weights.resolve import resolve_weights
 
@@ -34,6 +41,8 @@ __all__ = [
     "Generator",
     "LossContext",
     "LossTerm",
+    "Metric",
+    "MetricContext",
     "NoiseMode",
     "PluginLoadWarning",
     "UnknownComponentError",
@@ -42,6 +51,7 @@ __all__ = [
     "get_encoder",
     "get_generator",
     "get_loss",
+    "get_metric",
     "get_registry",
     "hookimpl",
     "list_components",

@@ -111,10 +111,10 @@ def build_app() -> typer.Typer:
 
 
 def list_command(
-    kind: Optional[str] = typer.Argument(None, help="generators, encoders or losses (default: all)."),
+    kind: Optional[str] = typer.Argument(None, help="generators, encoders, losses or metrics (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """List the registered generators, encoders and losses."""
+    """List the registered generators, encoders, losses and metrics."""
     components = list_components(kind)
     if as_json:
         typer.echo(json.dumps({plural(k): [r.summary() for r in regs] for k, regs in components.items()}, indent=2))
@@ -134,7 +134,7 @@ def list_command(
 
 
 def info_command(
-    kind: str = typer.Argument(..., help="generator, encoder or loss."),
+    kind: str = typer.Argument(..., help="generator, encoder, loss or metric."),
     name: str = typer.Argument(..., help="The component's name or alias."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
