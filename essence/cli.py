@@ -91,10 +91,15 @@ def build_app() -> typer.Typer:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
 
+    from essence.commands.apply import apply_command, sweep_command
+    from essence.commands.importer import import_app
     from essence.commands.run import run_command
     from essence.core.weights.cli import weights_app
 
     app.command("run")(run_command)
+    app.command("apply")(apply_command)
+    app.command("sweep")(sweep_command)
+    app.add_typer(import_app(), name="import")
     app.add_typer(weights_app(), name="weights")
 
     from essence.core.errors import PluginLoadWarning
