@@ -92,6 +92,9 @@ def build_app() -> typer.Typer:
     app.command("doctor")(doctor_command)
 
     from essence.commands.apply import apply_command, sweep_command
+    from essence.commands.blend import blend_command
+    from essence.commands.compare import compare_command
+    from essence.commands.evaluate import eval_command
     from essence.commands.importer import import_app
     from essence.commands.run import run_command
     from essence.core.weights.cli import weights_app
@@ -100,6 +103,9 @@ def build_app() -> typer.Typer:
     app.command("apply")(apply_command)
     app.command("sweep")(sweep_command)
     app.add_typer(import_app(), name="import")
+    app.command("blend")(blend_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
     app.add_typer(weights_app(), name="weights")
 
     from essence.core.errors import PluginLoadWarning

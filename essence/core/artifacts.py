@@ -447,7 +447,7 @@ def comparison_figure(
         raise ValueError("one result per source in every row")
     label_h = 14
     width = (n + 1) * tile + (n + 2) * gap
-    height = (len(rows) + 1) * (tile + gap + label_h) + gap
+    height = label_h + gap + (len(rows) + 1) * (tile + gap)
     fig = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(fig)
 
@@ -455,7 +455,7 @@ def comparison_figure(
         return gap + col * (tile + gap)
 
     def y_of(row: int) -> int:
-        return label_h + gap + row * (tile + gap + label_h)
+        return label_h + gap + row * (tile + gap)
 
     draw.text((x_of(0), 2), "target", fill=(0, 0, 0))
     draw.text((x_of(1), 2), "sources", fill=(0, 0, 0))
@@ -467,7 +467,6 @@ def comparison_figure(
     for i, src in enumerate(sources):
         fig.paste(_fit(src, tile), (x_of(i + 1), y_of(0)))
     for r, (label, images) in enumerate(rows, start=1):
-        draw.text((x_of(0), y_of(r) - label_h), label, fill=(0, 0, 0))
         draw.rectangle([x_of(0), y_of(r), x_of(0) + tile - 1, y_of(r) + tile - 1], fill=(235, 235, 235))
         draw.text((x_of(0) + 6, y_of(r) + tile // 2 - 6), label, fill=(0, 0, 0))
         for i, img in enumerate(images):
