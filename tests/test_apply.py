@@ -162,3 +162,21 @@ def test_an_earlier_result_is_not_overwritten_by_accident(direction_file, tmp_pa
     assert again.exit_code == 2 and "--overwrite" in again.output
     assert invoke("apply", "-d", direction_file, "-o", out, "-q", "--overwrite", "--alpha", "1").exit_code == 0
     assert len(list((out / "images").glob("*.png"))) == 6  # the earlier images are gone
+
+
+def test_help_of_the_new_commands_imports_no_torch():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\nfrom essence.cli import main\n"
+        "for args in (['--help'], ['apply', '--help'], ['sweep', '--help'], ['blend', '--help'], ['eval', '--help'],\n"
+        "             ['compare', '--help'], ['import', 'direction', '--help'], ['list', 'metrics']):\n"
+        "    assert main(args) == 0, args\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    env = {**os.environ, "ESSENCE_LOAD_PLUGINS": "", "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root, capture_output=True)

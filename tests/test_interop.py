@@ -40,6 +40,13 @@ def test_the_official_targetclip_directions_import_unchanged(doubles, tmp_path):
 
 
 @needs_interop
+def test_an_official_direction_does_not_fit_a_small_generator(doubles, tmp_path):
+    result = invoke("apply", "-d", TARGETCLIP / "elsa.npy", "-g", "tiny-gen", "-o", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "The direction elsa.npy has shape (18, 512), but this generator's W+ is (4, 8)" in " ".join(result.output.split())
+
+
+@needs_interop
 def test_the_official_latent_files_import(doubles, tmp_path):
     # opt_latents.pt was saved on a GPU: it must load on a CPU-only machine.
     result = invoke("import", "latents", TARGETCLIP / "opt_latents.pt", "-o", tmp_path / "sources.safetensors")
