@@ -99,6 +99,14 @@ def test_the_generator_config_comes_from_the_direction_and_set_overrides_it(doub
     assert json.loads((tmp_path / "b" / "apply.json").read_text())["generator"]["config"]["seed"] == 2
 
 
+def test_the_device_a_direction_was_made_on_is_not_this_machines(doubles, tmp_path):
+    config = {"generator": {"name": "tiny-gen", "config": {"seed": 7, "device": "cuda:7"}}}
+    path = essence.save_direction(tmp_path / "d.safetensors", torch.zeros(4, 8), generator="tiny-gen", config=config)
+    result = invoke("apply", "-d", path, "-o", tmp_path / "a", "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "a" / "apply.json").read_text())["generator"]["config"] == {"seed": 7, "device": "cpu"}
+
+
 def _misfit(tmp_path):
     essence.save_direction(tmp_path / "ffhq.safetensors", torch.zeros(18, 512), generator="stylegan2-ffhq")
     return ["-d", tmp_path / "ffhq.safetensors", "-g", "tiny-gen"]

@@ -84,6 +84,17 @@ def test_heldout_overrides(trained_and_zero):
     assert records(other)[key]["value"] > records(base)[key]["value"]  # half the edit keeps more of the source
 
 
+def test_heldout_sources_from_a_latent_file(doubles, target_file, tmp_path):
+    essence.save_latents(tmp_path / "faces.pt", essence.get_generator("tiny-gen").sample_ws(3, seed=42))
+    run = tmp_path / "run"
+    args = ["run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 3, "-o", run, "-q"]
+    assert invoke(*args, "--set", f"heldout.latents={tmp_path / 'faces.pt'}").exit_code == 0
+    judged = json.loads(invoke("eval", run, "--json").stdout)["runs"][0]
+    assert judged["heldout"]["latents"] == str(tmp_path / "faces.pt") and judged["heldout"]["count"] == 3
+    heldout = json.loads((run / "metrics.json").read_text())["heldout"]
+    assert records(judged)[("target-similarity", "run")]["value"] == pytest.approx(1 - heldout["transfer"], abs=1e-5)
+
+
 def test_blends_are_judged_by_re_applying_them(doubles, target_file, tmp_path):
     common = ["-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--sources", 2, "--heldout", 3, "-q"]
     assert invoke("blend", "-m", "stylegan", *common, "--set", "inversion.steps=5", "-o", tmp_path / "sg").exit_code == 0

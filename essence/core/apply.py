@@ -150,7 +150,8 @@ def generator_spec_for(direction: Direction, given: GeneratorChoice | None) -> C
     recorded = direction.metadata.get("config")
     base: dict[str, Any] = {}
     if isinstance(recorded, Mapping) and isinstance(recorded.get("generator"), Mapping):
-        base = dict(recorded["generator"].get("config") or {})
+        # the machine it ran on is not this one's: --device decides
+        base = {k: v for k, v in (recorded["generator"].get("config") or {}).items() if k != "device"}
     given = given or GeneratorChoice()
     if given.name is None:
         if not made_for:

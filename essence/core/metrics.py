@@ -82,6 +82,11 @@ class RunFolder:
     status: str = "completed"
 
 
+def _here(spec: ComponentSpec) -> ComponentSpec:
+    """A run's component without the device it ran on: ``essence eval --device`` decides."""
+    return ComponentSpec(name=spec.name, config={k: v for k, v in spec.config.items() if k != "device"})
+
+
 def open_run(path: str | Path) -> RunFolder:
     """Read a run folder written by ``essence run`` or ``essence blend`` (no model is built)."""
     from essence.core.blend import read_blend_config, target_images
@@ -100,7 +105,7 @@ def open_run(path: str | Path) -> RunFolder:
         cfg = read_blend_config(p)
         h = cfg.heldout
         return RunFolder(
-            p, cfg.label, cfg, cfg.generator, cfg.encoder, target_images(p, cfg.target),
+            p, cfg.label, cfg, _here(cfg.generator), _here(cfg.encoder), target_images(p, cfg.target),
             h.count, cfg.heldout_seed, h.truncation, h.latents, status=status,
         )
     from essence.core.artifacts import load_direction
@@ -111,7 +116,7 @@ def open_run(path: str | Path) -> RunFolder:
     cfg = validate_run_config(data)
     h = cfg.heldout
     return RunFolder(
-        p, "essence", cfg, cfg.generator, cfg.encoder, target_images(p, cfg.target),
+        p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder), target_images(p, cfg.target),
         h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=h.alpha,
         direction=load_direction(p / "direction.safetensors"), status=status,
     )
@@ -269,6 +274,7 @@ def evaluate_run(
         if judge_label != encoders[0][0]:
             encoders.append((judge_label, "judge", components.get("encoder", config.encoder)))
     ws = heldout_latents(generator, settings)
+    settings["count"] = int(ws.shape[0])  # a latent file decides its own count
     results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
     ctx = MetricContext(
         sources=render_images(generator, ws, config.chunk),
