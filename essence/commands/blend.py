@@ -27,7 +27,9 @@ def blend_command(
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources `essence eval` will judge on (default 8)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="Most images per pass, when memory is short."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<method>-blend-<target>-<time>)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Run folder (default essence-runs/<method>-blend-<target>-<time>)."
+    ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A blend config file (.toml or .json)."),
     sets: Optional[list[str]] = typer.Option(
         None, "--set", "-s", help="Override any setting: --set inversion.steps=300 (dotted keys, JSON values)."
@@ -40,7 +42,9 @@ def blend_command(
     from essence.core.blend import build_blend_config, execute_blend
 
     if method == "stylegan" and (steps is not None or lr is not None):
-        raise EssenceError("--steps and --lr are for --method clip; the inversion's are --set inversion.steps=N / inversion.lr=X.")
+        raise EssenceError(
+            "--steps and --lr are for --method clip; the inversion's are --set inversion.steps=N / inversion.lr=X."
+        )
     options: dict[str, Any] = {
         "method": method,
         "generator": {"name": generator} if generator else None,

@@ -21,7 +21,9 @@ def compare_command(
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder of all three methods."),
     sources: Optional[str] = typer.Option(None, "--sources", help="A number of random sources, or a latent file."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Preset of our run: paper (default), paper-ood, targetclip."),
+    preset: Optional[str] = typer.Option(
+        None, "--preset", "-p", help="Preset of our run: paper (default), paper-ood, targetclip."
+    ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps of our run."),
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources the three are judged on (default 8)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="A second, judging encoder for the metrics (e.g. clip-rn50)."),
@@ -81,7 +83,8 @@ def compare_command(
         run_display.stop()
         blend_display.stop()
     if outcome.status == "interrupted":
-        typer.echo(f"Interrupted during our run; continue it with `essence run --resume {outcome.folders['essence']}`.", err=True)
+        resume = f"essence run --resume {outcome.folders['essence']}"
+        typer.echo(f"Interrupted during our run; continue it with `{resume}`.", err=True)
         raise typer.Exit(EXIT_INTERRUPTED)
     assert outcome.report is not None
     if as_json:

@@ -46,10 +46,18 @@ def _check_writable(dests: list[Path], overwrite: bool) -> None:
 
 
 def import_direction_command(
-    files: list[Path] = typer.Argument(..., help="Direction files: TargetCLIP .npy (1, num_ws, w_dim), or .pt/.npy/.safetensors tensors."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .safetensors file (one input) or a folder (default: <stem>.safetensors here)."),
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator it is for (TargetCLIP's: stylegan2-ffhq)."),
-    target: Optional[str] = typer.Option(None, "--target", help="The target's name (default: the file's stem, as TargetCLIP names them)."),
+    files: list[Path] = typer.Argument(
+        ..., help="Direction files: TargetCLIP .npy (1, num_ws, w_dim), or .pt/.npy/.safetensors tensors."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="A .safetensors file (one input) or a folder (default: <stem>.safetensors here)."
+    ),
+    generator: Optional[str] = typer.Option(
+        None, "--generator", "-g", help="The generator it is for (TargetCLIP's: stylegan2-ffhq)."
+    ),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="The target's name (default: the file's stem, as TargetCLIP names them)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ) -> None:
@@ -65,9 +73,15 @@ def import_direction_command(
 
 
 def import_latents_command(
-    file: Path = typer.Argument(..., help="Latents: a tensor (N, num_ws, w_dim) or (num_ws, w_dim), a list, or a dict (e4e-style)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="A .safetensors file or a folder (default: <stem>.safetensors here)."),
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="The generator they are for (TargetCLIP's: stylegan2-ffhq)."),
+    file: Path = typer.Argument(
+        ..., help="Latents: a tensor (N, num_ws, w_dim) or (num_ws, w_dim), a list, or a dict (e4e-style)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="A .safetensors file or a folder (default: <stem>.safetensors here)."
+    ),
+    generator: Optional[str] = typer.Option(
+        None, "--generator", "-g", help="The generator they are for (TargetCLIP's: stylegan2-ffhq)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ) -> None:

@@ -239,7 +239,9 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
     reg, gen_config = build_generator(spec, config.device)
     if config.sources.latents:
         load_latents(config.sources.latents, what="Sources latent file")
-    stem = direction.metadata.get("target") or (direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem)
+    stem = direction.metadata.get("target") or (
+        direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
+    )
     out = Path(config.out) if config.out else default_out(command, str(stem))
     out = prepare_out(out, APPLY_FILES, overwrite=overwrite, what=f"an `essence {command}` result")
 
@@ -268,9 +270,14 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
         "target": direction.metadata.get("target"),
         "generator": {"name": reg.name, "config": gen_config},
         "generator_weights_id": getattr(generator, "weights_id", "unknown"),
-        "sources": config.sources.model_dump(mode="json") | {"seed": None if config.sources.latents else config.sources_seed},
+        "sources": {
+            **config.sources.model_dump(mode="json"),
+            "seed": None if config.sources.latents else config.sources_seed,
+        },
         "alphas": list(config.alphas),
-        "grid": {"file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile},
+        "grid": {
+            "file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile,
+        },
         "files": ["grid.png", "apply.json", *files],
     }
     write_json(out / "apply.json", record)

@@ -322,9 +322,11 @@ def execute_blend(
     save_latents(run_dir / "sources.safetensors", ws, metadata={**meta, "role": "sources"})
     save_latents(run_dir / "results.safetensors", results, metadata={**meta, "role": "results"})
     source_images, result_images = render_images(generator, ws, chunk), render_images(generator, results, chunk)
-    with torch.no_grad():
-        src_emb = torch.cat([encoder.embed(source_images[i : i + chunk].to(generator.device)) for i in range(0, len(ws), chunk)])
-        res_emb = torch.cat([encoder.embed(result_images[i : i + chunk].to(generator.device)) for i in range(0, len(ws), chunk)])
+    def embed_all(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([encoder.embed(images[i : i + chunk].to(generator.device)) for i in range(0, len(images), chunk)])
+
+    src_emb, res_emb = embed_all(source_images), embed_all(result_images)
     report = paper_report(target_embedding.float().cpu(), src_emb.float().cpu(), res_emb.float().cpu())
 
     (run_dir / "images").mkdir(exist_ok=True)

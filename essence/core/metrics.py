@@ -177,7 +177,9 @@ def heldout_latents(generator: Any, settings: Mapping[str, Any]) -> torch.Tensor
     return generator.sample_ws(settings["count"], seed=settings["seed"], truncation=settings["truncation"]).cpu()
 
 
-def edit_sources(run: RunFolder, generator: Any, encoder: Any, ws: torch.Tensor, alpha: float | None, chunk: int) -> torch.Tensor:
+def edit_sources(
+    run: RunFolder, generator: Any, encoder: Any, ws: torch.Tensor, alpha: float | None, chunk: int
+) -> torch.Tensor:
     """The run's method applied to new sources ``ws``."""
     from essence.core.blend import _target_latent, clip_blend, stylegan_blend
     from essence.core.engine import embed_target

@@ -300,7 +300,9 @@ def validate_run_config(data: Mapping[str, Any] | RunConfig | str | None) -> Run
         raise ConfigError(f"Invalid configuration for the run: {exc}.") from None
 
 
-def format_config_errors(exc: ValidationError, model: type[BaseModel] | None = None, what: str = "run configuration") -> str:
+def format_config_errors(
+    exc: ValidationError, model: type[BaseModel] | None = None, what: str = "run configuration"
+) -> str:
     """Pydantic's report in one line, with did-you-mean for unknown keys at any depth of ``model``."""
     problems = []
     for err in exc.errors():
