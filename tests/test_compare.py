@@ -45,6 +45,9 @@ def test_compare_writes_three_runs_the_figure_and_the_metrics(doubles, target_fi
     sources = {tuple(r["heldout"][k] for k in ("count", "seed", "truncation", "latents")) for r in report["runs"]}
     assert len(sources) == 1  # judged on identical held-out sources
     assert report["judge"] == "tiny-enc (seed=1)"
+    table = (out / "metrics.md").read_text().splitlines()
+    assert "| metric | encoder | essence (n=3) | stylegan-blend (n=3) | clip-blend (n=3) |" in table
+    assert sum(line.startswith("| target-similarity") for line in table) == 2  # the run's own encoder and the judge
 
     # Figure 1: the target and 3 sources on the top row, then one row per method
     tile, gap, label = 96, 4, 14

@@ -3,8 +3,8 @@
 The run config (``essence run``'s) decides the generator, encoder, target, sources, seed and held-out
 sources; the blends take the same, so the three methods are judged on identical held-out sources. The
 output folder holds the three run folders (``essence/``, ``stylegan-blend/``, ``clip-blend/``),
-``figure.png`` (target at the left, sources on top, one row per method) and ``metrics.json`` (the
-``essence eval`` report of the three).
+``figure.png`` (target at the left, sources on top, one row per method), ``metrics.json`` (the
+``essence eval`` report of the three) and ``metrics.md`` (its table).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from essence.core.errors import EssenceError
 
 #: (sub-folder, row label of the figure) in the paper's order.
 METHODS = (("essence", "ours"), ("stylegan-blend", "StyleGAN blend"), ("clip-blend", "CLIP blend"))
-COMPARE_FILES = ("figure.png", "metrics.json")
+COMPARE_FILES = ("figure.png", "metrics.json", "metrics.md")
 
 
 def split_sets(items: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
@@ -85,7 +85,7 @@ def execute_compare(
     from essence.core.apply import prepare_out
     from essence.core.artifacts import load_latents, write_json
     from essence.core.blend import execute_blend
-    from essence.core.metrics import Components, EvalConfig, evaluate_runs
+    from essence.core.metrics import Components, EvalConfig, evaluate_runs, metrics_markdown
     from essence.core.runner import execute_run
 
     blend_overrides = dict(blend_overrides or {})
@@ -128,6 +128,7 @@ def execute_compare(
     for run, (name, _) in zip(report["runs"], METHODS):
         run["label"] = name
     write_json(root / "metrics.json", report)
+    (root / "metrics.md").write_text(metrics_markdown(report, [name for name, _ in METHODS]), encoding="utf-8")
     figure = write_figure(root, folders)
     return CompareOutcome(root, "completed", report, figure, folders)
 

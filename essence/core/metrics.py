@@ -330,26 +330,26 @@ def format_value(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def metrics_table(report: Mapping[str, Any], labels: Sequence[str] | None = None) -> Any:
-    """A rich table: one row per metric and judging encoder, one column per run."""
-    from rich.table import Table
-
+def table_cells(
+    report: Mapping[str, Any], labels: Sequence[str] | None = None
+) -> tuple[str, list[str], list[list[str]]]:
+    """Title, column headers and rows of the metrics table: one row per metric and judging encoder, one
+    column per run; undefined values are ``n/a``."""
     runs = report["runs"]
     labels = list(labels) if labels is not None else [_short(r["run"]) for r in runs]
     title = "essence eval: held-out sources"
     if report.get("judge") is None:
         title += " (judged by each run's own encoder only: pass --encoder for an independent judge)"
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("encoder")
+    headers = ["metric", "encoder"]
     for label, run in zip(labels, runs):
         method = "" if label == run["method"] else f"{run['method']}, "
-        table.add_column(f"{label}\n{method}n={run['heldout']['count']}", justify="right")
+        headers.append(f"{label}\n{method}n={run['heldout']['count']}")
     keys: list[tuple[str, str | None, str | None]] = []
     for run in runs:
         for rec in run["metrics"]:
             if _key(rec) not in keys:
                 keys.append(_key(rec))
+    rows = []
     for metric, role, judge in keys:
         arrow = ""
         cells = []
@@ -364,8 +364,30 @@ def metrics_table(report: Mapping[str, Any], labels: Sequence[str] | None = None
                 cell += f" (sources {format_value(rec['baseline'])})"
             cells.append(cell)
         where = {"run": "run's own", "judge": judge, None: "-"}[role]
-        table.add_row(metric + arrow, where, *cells)
+        rows.append([metric + arrow, str(where), *cells])
+    return title, headers, rows
+
+
+def metrics_table(report: Mapping[str, Any], labels: Sequence[str] | None = None) -> Any:
+    """The metrics table for the terminal (rich)."""
+    from rich.table import Table
+
+    title, headers, rows = table_cells(report, labels)
+    table = Table(title=title, title_justify="left")
+    for k, header in enumerate(headers):
+        table.add_column(header, justify="right" if k >= 2 else "left")
+    for row in rows:
+        table.add_row(*row)
     return table
+
+
+def metrics_markdown(report: Mapping[str, Any], labels: Sequence[str] | None = None) -> str:
+    """The metrics table as Markdown, for a file beside a figure."""
+    title, headers, rows = table_cells(report, labels)
+    lines = [f"{title}", "", "| " + " | ".join(h.replace("\n", " (") + (")" if "\n" in h else "") for h in headers) + " |"]
+    lines.append("|" + "---|" * len(headers))
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def _key(rec: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
