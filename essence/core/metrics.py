@@ -99,8 +99,10 @@ def open_run(path: str | Path) -> RunFolder:
     except ValueError as exc:
         raise EssenceError(f"{p / 'config.json'} is not valid JSON: {exc}") from None
     status = "completed"
-    if (p / "metrics.json").is_file():
+    try:
         status = json.loads((p / "metrics.json").read_text(encoding="utf-8")).get("status", status)
+    except (OSError, ValueError, AttributeError):
+        status = "unknown"  # no readable metrics.json: judge the run all the same
     if isinstance(data, dict) and data.get("kind") == "blend":
         cfg = read_blend_config(p)
         h = cfg.heldout
