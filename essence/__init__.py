@@ -18,8 +18,15 @@ from essence.core.errors import (
 )
 from essence.core.hookspecs import hookimpl
 from essence.core.images import load_image, to_rgb
-from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, NoiseMode
-from essence.core.registry import get_encoder, get_generator, get_loss, get_registry, list_components
+from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, Metric, MetricContext, NoiseMode
+from essence.core.registry import (
+    get_encoder,
+    get_generator,
+    get_loss,
+    get_metric,
+    get_registry,
+    list_components,
+)
 from essence.core.weights.assets import Asset, load_assets
 from essence.core.weights.resolve import resolve_weights
 
@@ -35,6 +42,8 @@ __all__ = [
     "Generator",
     "LossContext",
     "LossTerm",
+    "Metric",
+    "MetricContext",
     "NoiseMode",
     "PluginLoadWarning",
     "UnknownComponentError",
@@ -43,6 +52,7 @@ __all__ = [
     "get_encoder",
     "get_generator",
     "get_loss",
+    "get_metric",
     "get_registry",
     "hookimpl",
     "list_components",

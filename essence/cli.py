@@ -91,10 +91,21 @@ def build_app() -> typer.Typer:
     app.command("plugins")(plugins_command)
     app.command("doctor")(doctor_command)
 
+    from essence.commands.apply import apply_command, sweep_command
+    from essence.commands.blend import blend_command
+    from essence.commands.compare import compare_command
+    from essence.commands.evaluate import eval_command
+    from essence.commands.importer import import_app
     from essence.commands.run import run_command
     from essence.core.weights.cli import weights_app
 
     app.command("run")(run_command)
+    app.command("apply")(apply_command)
+    app.command("sweep")(sweep_command)
+    app.add_typer(import_app(), name="import")
+    app.command("blend")(blend_command)
+    app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
     app.add_typer(weights_app(), name="weights")
 
     from essence.core.errors import PluginLoadWarning
@@ -111,10 +122,10 @@ def build_app() -> typer.Typer:
 
 
 def list_command(
-    kind: Optional[str] = typer.Argument(None, help="generators, encoders or losses (default: all)."),
+    kind: Optional[str] = typer.Argument(None, help="generators, encoders, losses or metrics (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """List the registered generators, encoders and losses."""
+    """List the registered generators, encoders, losses and metrics."""
     components = list_components(kind)
     if as_json:
         typer.echo(json.dumps({plural(k): [r.summary() for r in regs] for k, regs in components.items()}, indent=2))
@@ -134,7 +145,7 @@ def list_command(
 
 
 def info_command(
-    kind: str = typer.Argument(..., help="generator, encoder or loss."),
+    kind: str = typer.Argument(..., help="generator, encoder, loss or metric."),
     name: str = typer.Argument(..., help="The component's name or alias."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from essence.core.interfaces import Encoder, Generator, LossContext
+from essence.core.interfaces import Encoder, Generator, LossContext, MetricContext
 
 
 def check_generator(gen: Generator, n: int = 2, max_abs: float = 100.0) -> None:
@@ -91,11 +91,63 @@ def check_loss(loss: Any, n: int = 3, dim: int = 8) -> None:
     assert grads and all(torch.isfinite(g).all() for g in grads), "no finite gradient flows from the loss"
 
 
+class ColourEncoder(Encoder):
+    """A stand-in judge for metric checks: the L2-normalised 2x2 colour layout of an image."""
+
+    embed_dim = 12
+    input_resolution = 2
+
+    def embed(self, images: Any) -> Any:
+        import torch.nn.functional as F
+
+        return F.normalize(F.adaptive_avg_pool2d(images, 2).flatten(1) + 1.5, dim=-1)
+
+    def preprocess(self, image: Any) -> Any:
+        import numpy as np
+        import torch
+
+        x = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+        return x[None]
+
+    def embed_preprocessed(self, inputs: Any) -> Any:
+        return self.embed(inputs)
+
+
+def check_metric(metric: Any, n: int = 3, size: int = 16) -> None:
+    """The metric returns a finite float or None on random results, and the same value twice."""
+    import math
+
+    import torch
+    from PIL import Image
+
+    assert callable(metric), "a metric must be callable on a MetricContext"
+    gen = torch.Generator().manual_seed(0)
+    sources = torch.rand(n, 3, size, size, generator=gen) * 2 - 1
+    results = (sources + 0.5 * torch.randn(n, 3, size, size, generator=gen)).clamp(-1, 1)
+    uses_encoder = getattr(metric, "uses_encoder", True)
+    ctx = MetricContext(
+        sources=sources,
+        results=results,
+        targets=[Image.new("RGB", (20, 24), (200, 100, 50))],
+        source_ws=torch.randn(n, 4, 8, generator=gen),
+        result_ws=torch.randn(n, 4, 8, generator=gen),
+        encoder=ColourEncoder() if uses_encoder else None,
+        encoder_name="colour" if uses_encoder else None,
+        method="check",
+    )
+    value = metric(ctx)
+    assert value is None or isinstance(value, (int, float)), f"a metric returns a float or None, not {type(value).__name__}"
+    if value is not None:
+        assert math.isfinite(value), "a metric's value must be finite (return None when it is undefined)"
+        assert metric(ctx) == value, "the metric is not deterministic"
+
+
 def check_component(registration: Any) -> Any:
     """Build a registration at its tiny config and run the check for its kind; returns the instance."""
     assert registration.tiny is not None, (
         f"{registration.kind} {registration.name!r} declares no tiny config (register(..., tiny={{...}}))"
     )
     component = registration.build_tiny()
-    {"generator": check_generator, "encoder": check_encoder, "loss": check_loss}[registration.kind](component)
+    checks = {"generator": check_generator, "encoder": check_encoder, "loss": check_loss, "metric": check_metric}
+    checks[registration.kind](component)
     return component

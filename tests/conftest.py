@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = FIXTURES / "golden"
-#: Files made by other tools (not ours); tests that use them skip when the folder is absent.
-INTEROP = Path(__file__).resolve().parents[2] / "shared" / "interop"
+
+
+def _interop_dir() -> Path:
+    """Files made by other tools (not ours): $ESSENCE_INTEROP_DIR, else ``<repo>/../shared/interop``, else
+    /work/shared/interop (so tests find them from a git worktree too). Tests that use them skip when absent."""
+    env = os.environ.get("ESSENCE_INTEROP_DIR")
+    if env:
+        return Path(env)
+    beside = Path(__file__).resolve().parents[2] / "shared" / "interop"
+    if beside.is_dir():
+        return beside
+    return Path("/work/shared/interop")
+
+
+INTEROP = _interop_dir()
 
 
 @pytest.fixture

@@ -28,6 +28,14 @@ DIRECTION_FORMAT_VERSION = "1"
 LATENT_SUFFIXES = (".pt", ".pth", ".npy", ".safetensors")
 #: Keys tried, in order, in a dict-like latent file holding more than one tensor.
 LATENT_KEYS = ("ws", "latents", "latent", "w")
+#: Metadata values that are always strings (others are JSON): a name or hash must not turn into a number.
+STRING_METADATA = frozenset(
+    {
+        "format", "essence_version", "generator", "encoder", "generator_weights_id",
+        "encoder_weights_id", "status", "target", "method", "imported_from", "imported_format",
+        "imported_container", "imported_sha256",
+    }
+)
 
 
 # -- latents ---------------------------------------------------------------------------------------
@@ -230,7 +238,7 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
     meta: dict[str, Any] = {}
     for key, value in raw_meta.items():
         try:
-            meta[key] = json.loads(value) if key not in ("format", "generator", "encoder") else value
+            meta[key] = value if key in STRING_METADATA else json.loads(value)
         except ValueError:
             meta[key] = value
     if b.dim() != 2:
@@ -406,3 +414,61 @@ def loss_plot(
         draw.line([lx, ly + 6, lx + 20, ly + 6], fill=colour, width=2)
         draw.text((lx + 26, ly), name, fill=(0, 0, 0))
     return img
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], tile: int) -> Image.Image:
+    """Tiles edge to edge, ``len(rows)`` x ``len(rows[0])`` of ``tile`` pixels: nothing else, so a grid's
+    size says its layout and any tile can be cut out of it at ``(col * tile, row * tile)``."""
+    from PIL import Image
+
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("a grid needs rows of equal, non-zero length")
+    grid = Image.new("RGB", (len(rows[0]) * tile, len(rows) * tile))
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            grid.paste(_fit(img, tile), (c * tile, r * tile))
+    return grid
+
+
+def comparison_figure(
+    targets: Sequence[Image.Image],
+    sources: Sequence[Image.Image],
+    rows: Sequence[tuple[str, Sequence[Image.Image]]],
+    *,
+    tile: int = 256,
+    gap: int = 4,
+) -> Image.Image:
+    """The paper's Figure 1: the target at the left of the top row, the sources along it, then one row of
+    results per method with the method's name in its left cell."""
+    from PIL import Image, ImageDraw
+
+    n = len(sources)
+    if any(len(images) != n for _, images in rows):
+        raise ValueError("one result per source in every row")
+    label_h = 14
+    width = (n + 1) * tile + (n + 2) * gap
+    height = label_h + gap + (len(rows) + 1) * (tile + gap)
+    fig = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(fig)
+
+    def x_of(col: int) -> int:
+        return gap + col * (tile + gap)
+
+    def y_of(row: int) -> int:
+        return label_h + gap + row * (tile + gap)
+
+    draw.text((x_of(0), 2), "target", fill=(0, 0, 0))
+    draw.text((x_of(1), 2), "sources", fill=(0, 0, 0))
+    if targets:
+        k = math.ceil(math.sqrt(len(targets)))
+        sub = tile // k
+        for j, t in enumerate(targets):
+            fig.paste(square_tile(t, sub), (x_of(0) + (j % k) * sub, y_of(0) + (j // k) * sub))
+    for i, src in enumerate(sources):
+        fig.paste(_fit(src, tile), (x_of(i + 1), y_of(0)))
+    for r, (label, images) in enumerate(rows, start=1):
+        draw.rectangle([x_of(0), y_of(r), x_of(0) + tile - 1, y_of(r) + tile - 1], fill=(235, 235, 235))
+        draw.text((x_of(0) + 6, y_of(r) + tile // 2 - 6), label, fill=(0, 0, 0))
+        for i, img in enumerate(images):
+            fig.paste(_fit(img, tile), (x_of(i + 1), y_of(r)))
+    return fig

@@ -41,6 +41,14 @@ def register_losses(register: Any) -> None:
 
 
 @hookspec
+def register_metrics(register: Any) -> None:
+    """Register metrics for ``essence eval`` (callables on a :class:`essence.MetricContext` returning a float,
+    or None when undefined). Same ``register`` as above; see :class:`essence.Metric` for the attributes
+    (``uses_encoder``, ``higher_is_better``, ``baseline``) the harness reads.
+    """
+
+
+@hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the ``essence`` CLI: ``@app.command()`` or ``app.add_typer(...)``."""
 

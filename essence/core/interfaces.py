@@ -134,3 +134,83 @@ class LossTerm(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, ctx: LossContext) -> torch.Tensor: ...
+
+
+@dataclass
+class MetricContext:
+    """What a metric sees: one evaluated run on held-out sources.
+
+    ``sources`` / ``results`` ``(n, 3, H, W)``: generator images in [-1, 1] of the sources G(w) and of the
+    method's results for them (G(w + alpha b) for an essence direction, a blend for the baselines).
+    ``targets``: the target image(s). ``source_ws`` / ``result_ws``: their latents. ``encoder`` /
+    ``encoder_name``: the judging encoder for metrics with ``uses_encoder`` (None for the others).
+    ``method``: ``essence``, ``stylegan-blend``, ``clip-blend``. ``extras``: anything the harness adds.
+    """
+
+    sources: torch.Tensor
+    results: torch.Tensor
+    targets: list[Image.Image]
+    source_ws: torch.Tensor | None = None
+    result_ws: torch.Tensor | None = None
+    encoder: Encoder | None = None
+    encoder_name: str | None = None
+    method: str = ""
+    chunk: int = 16
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: Embeddings already computed, shared by the contexts of one run (one pass per encoder and image set).
+    cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def embed(self, which: Literal["sources", "results", "targets"]) -> torch.Tensor:
+        """The judging encoder's L2-normalised embeddings ``(n, D)`` of ``sources``, ``results`` or ``targets``
+        (targets with the encoder's standard preprocessing), computed once per encoder and image set."""
+        import torch
+
+        if self.encoder is None:
+            raise RuntimeError("this metric has no encoder: declare uses_encoder = True to get one")
+        items = {"sources": self.sources, "results": self.results, "targets": self.targets}[which]
+        key = (self.encoder_name, id(items))
+        if key not in self.cache:
+            with torch.no_grad():
+                if which == "targets":
+                    emb = torch.cat([self.encoder.embed_pil(img) for img in items])
+                else:
+                    device = module_device(self.encoder, items.device)
+                    emb = torch.cat(
+                        [self.encoder.embed(items[i : i + self.chunk].to(device)) for i in range(0, len(items), self.chunk)]
+                    )
+            self.cache[key] = (items, emb.float().cpu())  # keep ``items`` alive: its id is the key
+        return self.cache[key][1]
+
+
+class Metric(abc.ABC):
+    """A number that judges a method's results (``essence eval``). Plain callables with the same signature
+    and attributes also work.
+
+    ``__call__(ctx)`` returns a float, or None when the value is undefined for these results (it is then
+    reported as undefined, never as a number). ``uses_encoder``: called once per judging encoder, with
+    ``ctx.encoder`` set; False for metrics with their own network (an ArcFace identity metric), called once.
+    ``baseline``: also report the value on the unedited sources (results = sources), for comparison.
+    """
+
+    uses_encoder: bool = True
+    higher_is_better: bool | None = True
+    baseline: bool = False
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def __call__(self, ctx: MetricContext) -> float | None: ...
+
+
+def module_device(component: Any, default: Any = "cpu") -> Any:
+    """Where a component's tensors live: its ``device``, else its first parameter's or buffer's, else ``default``."""
+    device = getattr(component, "device", None)
+    if device is not None:
+        return device
+    for get in ("parameters", "buffers"):
+        tensors = getattr(component, get, None)
+        if callable(tensors):
+            for t in tensors():
+                return t.device
+    return default

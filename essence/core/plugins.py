@@ -29,6 +29,7 @@ ENTRY_POINT_GROUP = "essence"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.losses.paper",
     "essence.plugins.encoders.clip",
+    "essence.plugins.metrics.encoder",
 )
 
 

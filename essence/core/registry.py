@@ -1,4 +1,4 @@
-"""The registry of components (generators, encoders, losses), filled by plugins' hooks.
+"""The registry of components (generators, encoders, losses, metrics), filled by plugins' hooks.
 
 ``register(name, factory, config=..., defaults=..., aliases=..., description=..., tiny=...)`` records
 which plugin registered what; a name (or alias) registered twice is an error naming both plugins.
@@ -18,6 +18,7 @@ KINDS: dict[str, str] = {
     "generator": "register_generators",
     "encoder": "register_encoders",
     "loss": "register_losses",
+    "metric": "register_metrics",
 }
 
 
@@ -168,8 +169,13 @@ def get_loss(name: str, **config: Any) -> Any:
     return get_registry().create("loss", name, **config)
 
 
+def get_metric(name: str, **config: Any) -> Any:
+    """Build the metric registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("metric", name, **config)
+
+
 def list_components(kind: str | None = None) -> dict[str, list[Registration]]:
-    """Registrations per kind ('generator', 'encoder', 'loss'), or of one kind."""
+    """Registrations per kind ('generator', 'encoder', 'loss', 'metric'), or of one kind."""
     registry = get_registry()
     kinds = [normalize_kind(kind)] if kind else list(KINDS)
     return {k: registry.list(k) for k in kinds}

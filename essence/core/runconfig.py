@@ -295,19 +295,21 @@ def validate_run_config(data: Mapping[str, Any] | RunConfig | str | None) -> Run
     try:
         return RunConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from None
+        raise ConfigError(format_config_errors(exc)) from None
     except ValueError as exc:  # a preset error raised before field validation
         raise ConfigError(f"Invalid configuration for the run: {exc}.") from None
 
 
-def _format_errors(exc: ValidationError) -> str:
-    """Pydantic's report in one line, with did-you-mean for unknown keys at any depth."""
+def format_config_errors(
+    exc: ValidationError, model: type[BaseModel] | None = None, what: str = "run configuration"
+) -> str:
+    """Pydantic's report in one line, with did-you-mean for unknown keys at any depth of ``model``."""
     problems = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         where = ".".join(loc) or "(root)"
         if err["type"] == "extra_forbidden":
-            close = did_you_mean(loc[-1], _fields_at(loc[:-1]))
+            close = did_you_mean(loc[-1], _fields_at(loc[:-1], model or RunConfig))
             tip = f" (did you mean {'.'.join([*loc[:-1], close[0]])!r}?)" if close else ""
             problems.append(f"unknown field {where!r}{tip}")
         else:
@@ -315,16 +317,26 @@ def _format_errors(exc: ValidationError) -> str:
             shown = "" if isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {msg}{shown}" if loc else f"{msg}{shown}")
-    return "Invalid run configuration: " + "; ".join(problems) + "."
+    return f"Invalid {what}: " + "; ".join(problems) + "."
 
 
-def _fields_at(path: list[str]) -> list[str]:
-    model: Any = RunConfig
+def _fields_at(path: list[str], root: type[BaseModel]) -> list[str]:
+    model: Any = root
     for part in path:
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
             return []
-        model = field.annotation
+        model = _model_of(field.annotation)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model in an annotation such as ``Union[ComponentSpec, None]``."""
+    import typing
+
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return annotation

@@ -81,7 +81,7 @@ def default_out(config: RunConfig) -> Path:
     return out
 
 
-def _component_config(reg: Any, spec_config: dict[str, Any], device: str) -> dict[str, Any]:
+def component_config(reg: Any, spec_config: dict[str, Any], device: str) -> dict[str, Any]:
     """The component's config with the run's device filled in where the component has a device field."""
     config = dict(spec_config)
     if "device" in reg.config.model_fields and "device" not in config:
@@ -112,8 +112,8 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     enc_reg = registry.get("encoder", config.encoder.name)
     for name, spec in config.loss_weights().items():
         registry.get("loss", name).validate(**spec.config)
-    generator_config = _component_config(gen_reg, config.generator.config, device)
-    encoder_config = _component_config(enc_reg, config.encoder.config, device)
+    generator_config = component_config(gen_reg, config.generator.config, device)
+    encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
     for path, what in (
         (config.sources.latents, "Sources latent file"),
@@ -426,6 +426,9 @@ def write_images(p: Prepared, engine: TransferOptimizer, result: TransferResult)
     groups = [("", engine.sources, 1.0)]
     if engine.heldout_ws is not None:
         groups.append(("heldout_", engine.heldout_ws, p.config.heldout.alpha))
+    for i, target in enumerate(p.targets):  # the run folder is self-contained: essence eval reads these
+        target.save(out / "images" / f"target_{i:02d}.png")
+        files.append(f"images/target_{i:02d}.png")
     for prefix, ws, alpha in groups:
         sources = to_pil(engine.renderer.images(ws))
         results = to_pil(engine.renderer.images(ws + alpha * b[None]))

@@ -1,0 +1,284 @@
+"""Apply a direction to any sources: G(w + alpha b) for each alpha, as a grid (rows: sources, columns: alphas).
+
+``essence apply`` and ``essence sweep`` build an :class:`ApplyConfig` (options and ``--set key=value`` over
+the defaults, as ``essence run`` does) and call :func:`execute_apply`. The generator defaults to the one the
+direction was made for, with the configuration recorded in the direction file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from pydantic import Field, ValidationError, field_validator
+
+from essence.core.errors import ConfigError, EssenceError
+from essence.core.runconfig import (
+    ComponentSpec,
+    SourcesConfig,
+    _Strict,
+    deep_merge,
+    format_config_errors,
+    normalize_shorthands,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from essence.core.artifacts import Direction
+
+APPLY_FILES = ("grid.png", "apply.json")
+#: At most this many columns: a sweep is a picture, not a data set.
+MAX_ALPHAS = 64
+
+
+class GeneratorChoice(_Strict):
+    """A generator by name (None: the one the direction was made for) and overrides of its configuration."""
+
+    name: Union[str, None] = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApplyConfig(_Strict):
+    """What ``essence apply`` / ``essence sweep`` do; ``apply.json`` in the output folder records it."""
+
+    direction: str = Field(description="A direction file (ours, or a TargetCLIP .npy), or a run folder.")
+    generator: GeneratorChoice = Field(default_factory=GeneratorChoice, description="Default: the direction's own.")
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    seed: int = Field(0, description="Seed of random sources (sources.seed overrides it), as in `essence run`.")
+    alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="Strengths: G(w + alpha b).")
+    device: str = "auto"
+    chunk: int = Field(8, ge=1, description="Most images per generator pass.")
+    tile: Union[int, None] = Field(None, ge=8, description="Tile size in the grid; default min(resolution, 256).")
+    out: Union[str, None] = None
+
+    @field_validator("alphas")
+    @classmethod
+    def _some_alphas(cls, value: list[float]) -> list[float]:
+        if not value:
+            raise ValueError("give at least one alpha")
+        if len(value) > MAX_ALPHAS:
+            raise ValueError(f"at most {MAX_ALPHAS} alphas")
+        if not all(math.isfinite(a) for a in value):
+            raise ValueError("alphas must be finite numbers")
+        return value
+
+    @property
+    def sources_seed(self) -> int:
+        return self.seed if self.sources.seed is None else self.sources.seed
+
+
+def validate_apply_config(data: Mapping[str, Any]) -> ApplyConfig:
+    try:
+        return ApplyConfig.model_validate(normalize_shorthands(dict(data)))
+    except ValidationError as exc:
+        raise ConfigError(format_config_errors(exc, ApplyConfig, "apply settings")) from None
+
+
+def build_apply_config(options: Mapping[str, Any], sets: Sequence[str] = ()) -> ApplyConfig:
+    """Options, then ``--set key=value`` items on top (dotted keys, JSON values)."""
+    from essence.core.runconfig import parse_set
+
+    merged = deep_merge(normalize_shorthands(dict(options)), normalize_shorthands(parse_set(list(sets))))
+    return validate_apply_config(merged)
+
+
+# -- alphas ----------------------------------------------------------------------------------------
+
+
+def parse_alphas(text: str) -> list[float]:
+    """``"0,0.5,1"`` -> [0.0, 0.5, 1.0]."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        alphas = [float(p) for p in parts]
+    except ValueError:
+        raise EssenceError(f"--alpha {text!r}: give numbers separated by commas, for example --alpha 0,0.5,1.") from None
+    if not alphas or not all(math.isfinite(a) for a in alphas):
+        raise EssenceError(f"--alpha {text!r}: give finite numbers separated by commas, for example --alpha 0,0.5,1.")
+    return alphas
+
+
+def alpha_range(text: str) -> list[float]:
+    """``"START:STOP:STEP"`` -> START, START + STEP, ... up to STOP included (``0:1.5:0.25``: 7 values)."""
+    hint = "write START:STOP:STEP, for example --alpha-range 0:1.5:0.25"
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise EssenceError(f"--alpha-range {text!r}: {hint}.")
+    try:
+        start, stop, step = (float(p) for p in parts)
+    except ValueError:
+        raise EssenceError(f"--alpha-range {text!r}: {hint}.") from None
+    if not all(math.isfinite(x) for x in (start, stop, step)):
+        raise EssenceError(f"--alpha-range {text!r}: the numbers must be finite.")
+    if step == 0 or (stop - start) * step < 0:
+        raise EssenceError(f"--alpha-range {text!r}: STEP must be non-zero and go from START towards STOP.")
+    count = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if count > MAX_ALPHAS:
+        raise EssenceError(f"--alpha-range {text!r} gives {count} alphas; at most {MAX_ALPHAS}: use a larger STEP.")
+    return [round(start + k * step, 10) for k in range(count)]
+
+
+def alpha_label(alpha: float) -> str:
+    return f"{alpha:g}"
+
+
+# -- directions and generators ---------------------------------------------------------------------
+
+
+def open_direction(path: str | os.PathLike[str]) -> tuple[Direction, Path]:
+    """A direction file, or a run folder's ``direction.safetensors``."""
+    from essence.core.artifacts import load_direction
+
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "direction.safetensors").is_file():
+            raise EssenceError(f"{p} is a folder without direction.safetensors; give a direction file or a run folder.")
+        p = p / "direction.safetensors"
+    return load_direction(p), p
+
+
+def generator_spec_for(direction: Direction, given: GeneratorChoice | None) -> ComponentSpec:
+    """The generator to use: the given one, else the one the direction was made for. The configuration
+    recorded in the direction (weights, ...) is the base when the names agree; given options go on top."""
+    made_for = direction.metadata.get("generator")
+    recorded = direction.metadata.get("config")
+    base: dict[str, Any] = {}
+    if isinstance(recorded, Mapping) and isinstance(recorded.get("generator"), Mapping):
+        # the machine it ran on is not this one's: --device decides
+        base = {k: v for k, v in (recorded["generator"].get("config") or {}).items() if k != "device"}
+    given = given or GeneratorChoice()
+    if given.name is None:
+        if not made_for:
+            raise EssenceError(
+                "The direction does not say which generator it is for (an imported file?): pass --generator NAME "
+                "(`essence list generators`)."
+            )
+        return ComponentSpec(name=str(made_for), config=deep_merge(base, given.config))
+    if made_for and given.name == made_for:
+        return ComponentSpec(name=given.name, config=deep_merge(base, given.config))
+    return ComponentSpec(name=given.name, config=given.config)
+
+
+def build_generator(spec: ComponentSpec, device: str) -> tuple[Any, dict[str, Any]]:
+    """Validate first (a bad option fails before weights load), then build."""
+    from essence.core.registry import get_registry
+    from essence.core.runner import component_config, resolve_device
+
+    reg = get_registry().get("generator", spec.name)
+    config = component_config(reg, spec.config, resolve_device(device))
+    return reg, config
+
+
+def render_images(generator: Any, ws: torch.Tensor, chunk: int = 8) -> torch.Tensor:
+    """G(ws) without gradients, ``chunk`` latents per pass, on the CPU as float32."""
+    import torch
+
+    with torch.no_grad():
+        return torch.cat(
+            [generator.synthesize(ws[i : i + chunk].to(generator.device)).float().cpu() for i in range(0, len(ws), chunk)]
+        )
+
+
+def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.Tensor:
+    """Random sources drawn and truncated exactly as ``essence run`` draws them, or a latent file's rows."""
+    from essence.core.artifacts import load_latents
+
+    if sources.latents:
+        return load_latents(sources.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
+    return generator.sample_ws(sources.count, seed=seed, truncation=sources.truncation).cpu()
+
+
+def prepare_out(out: Path, marker_files: Sequence[str], *, overwrite: bool, what: str) -> Path:
+    """Refuse to overwrite an earlier result by accident; clear it with ``overwrite``; prove the folder writable."""
+    from essence.core.artifacts import ensure_writable_dir
+
+    if any((out / f).exists() for f in marker_files):
+        if not overwrite:
+            raise EssenceError(f"Output folder {out} already holds {what}. Choose another --out, or pass --overwrite.")
+        for name in marker_files:
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "images", ignore_errors=True)
+    return ensure_writable_dir(out)
+
+
+def default_out(kind: str, stem: str) -> Path:
+    base = Path("essence-runs") / f"{kind}-{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out, k = base, 2
+    while out.exists():
+        out, k = base.with_name(f"{base.name}-{k}"), k + 1
+    return out
+
+
+# -- apply -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyOutcome:
+    out: Path
+    grid: Path
+    rows: int
+    cols: int
+    tile: int
+    record: dict[str, Any]
+
+
+def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str = "apply") -> ApplyOutcome:
+    """Render the grid and the images; every input is checked before the generator is built."""
+    from essence.core.artifacts import image_grid, load_latents, write_json
+    from essence.core.images import to_pil
+    from essence.core.registry import get_registry
+
+    direction, direction_path = open_direction(config.direction)
+    spec = generator_spec_for(direction, config.generator)
+    reg, gen_config = build_generator(spec, config.device)
+    if config.sources.latents:
+        load_latents(config.sources.latents, what="Sources latent file")
+    stem = direction.metadata.get("target") or (
+        direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
+    )
+    out = Path(config.out) if config.out else default_out(command, str(stem))
+    out = prepare_out(out, APPLY_FILES, overwrite=overwrite, what=f"an `essence {command}` result")
+
+    generator = get_registry().create("generator", reg.name, **gen_config)
+    direction.check_fits(generator, source=f"The direction {direction_path.name}")
+    ws = source_latents(generator, config.sources, config.sources_seed)
+    b = direction.b.to(ws)
+    tile = config.tile or min(int(generator.resolution), 256)
+    (out / "images").mkdir(exist_ok=True)
+    columns = []
+    for alpha in config.alphas:
+        columns.append(to_pil(render_images(generator, ws + alpha * b[None], config.chunk)))
+    rows = [[columns[c][r] for c in range(len(config.alphas))] for r in range(ws.shape[0])]
+    files = []
+    for r, row in enumerate(rows):
+        for alpha, img in zip(config.alphas, row):
+            name = f"images/source_{r:02d}_alpha_{alpha_label(alpha)}.png"
+            img.save(out / name)
+            files.append(name)
+    grid = image_grid(rows, tile)
+    grid.save(out / "grid.png")
+    record = {
+        "command": command,
+        "direction": str(direction_path),
+        "direction_made_for": direction.metadata.get("generator"),
+        "target": direction.metadata.get("target"),
+        "generator": {"name": reg.name, "config": gen_config},
+        "generator_weights_id": getattr(generator, "weights_id", "unknown"),
+        "sources": {
+            **config.sources.model_dump(mode="json"),
+            "seed": None if config.sources.latents else config.sources_seed,
+        },
+        "alphas": list(config.alphas),
+        "grid": {
+            "file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile,
+        },
+        "files": ["grid.png", "apply.json", *files],
+    }
+    write_json(out / "apply.json", record)
+    return ApplyOutcome(out, out / "grid.png", len(rows), len(config.alphas), tile, record)

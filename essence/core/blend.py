@@ -1,0 +1,390 @@
+"""The paper's baselines (section 5): blends of each source with the target, one per source.
+
+- StyleGAN blend: the average of the source's and the target's latents, ``w + weight (w_t - w)``
+  (weight 0.5 is the average). The target must be a latent: a latent file, or an image inverted by
+  :mod:`essence.core.invert`.
+- CLIP blend: per source, optimise a latent (starting at the source's) so that its embedding matches
+  the normalised average of the source's and the target's embeddings,
+  ``normalise((1 - weight) C(G(w)) + weight C(I_t))``, by Adam on ``1 - cos``.
+
+Neither finds a direction: each result is made for its own source. ``essence blend`` writes a run folder
+like ``essence run``'s (config.json, metrics.json, sheet.png, images/, trace.csv and loss.png when something
+was optimised) plus the latents of the sources and results; ``essence eval`` re-applies the method to
+held-out sources.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from essence.core.errors import ConfigError, EssenceError
+from essence.core.invert import InversionConfig
+from essence.core.runconfig import (
+    DEFAULT_COMPONENTS,
+    ComponentSpec,
+    SourcesConfig,
+    _Strict,
+    deep_merge,
+    format_config_errors,
+    normalize_shorthands,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+METHODS = {"stylegan": "stylegan-blend", "clip": "clip-blend"}
+BLEND_FILES = (
+    "config.json", "metrics.json", "sheet.png", "trace.csv", "loss.png",
+    "sources.safetensors", "results.safetensors", "target_latent.safetensors",
+)
+
+
+class BlendHeldout(_Strict):
+    """Sources ``essence eval`` judges the method on (the same rule as a run's held-out sources)."""
+
+    count: int = Field(8, ge=0)
+    seed: Union[int, None] = Field(None, description="Default: seed + 1000000, as runs.")
+    truncation: float = 0.7
+    latents: Union[str, None] = None
+
+
+class BlendConfig(_Strict):
+    """Everything ``essence blend`` needs; ``config.json`` in a blend folder is this, validated."""
+
+    method: Literal["stylegan", "clip"]
+    generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="stylegan2-ffhq"))
+    encoder: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip-vitb32"))
+    target: list[str] = Field(default_factory=list, description="Target image file(s).")
+    target_latent: Union[str, None] = Field(None, description="The target's W+ latent: one (num_ws, w_dim).")
+    sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    weight: float = Field(0.5, description="How far towards the target: 0.5 is the average the paper uses.")
+    steps: int = Field(200, ge=1, description="CLIP blend: Adam steps per source.")
+    lr: float = Field(0.05, gt=0, description="CLIP blend: Adam's learning rate (constant).")
+    inversion: InversionConfig = Field(default_factory=InversionConfig)
+    heldout: BlendHeldout = Field(default_factory=BlendHeldout)
+    seed: int = 0
+    device: str = "auto"
+    chunk: Union[int, None] = Field(None, ge=1, description="Most images per pass.")
+    out: Union[str, None] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthands(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        return deep_merge(DEFAULT_COMPONENTS, normalize_shorthands(data))
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _one_target(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return METHODS[self.method]
+
+    @property
+    def sources_seed(self) -> int:
+        return self.seed if self.sources.seed is None else self.sources.seed
+
+    @property
+    def heldout_seed(self) -> int:
+        return self.seed + 1_000_000 if self.heldout.seed is None else self.heldout.seed
+
+
+def validate_blend_config(data: Mapping[str, Any] | BlendConfig) -> BlendConfig:
+    if isinstance(data, BlendConfig):
+        return data
+    try:
+        return BlendConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_config_errors(exc, BlendConfig, "blend settings")) from None
+
+
+def build_blend_config(
+    *layers: Mapping[str, Any] | None, file: str | Path | None = None, sets: Sequence[str] = ()
+) -> BlendConfig:
+    """file < layers < ``--set`` items, as :func:`essence.core.runconfig.build_run_config`."""
+    from essence.core.runconfig import load_config_file, parse_set
+
+    merged: dict[str, Any] = normalize_shorthands(load_config_file(file)) if file is not None else {}
+    for layer in (*layers, parse_set(list(sets))):
+        if layer:
+            merged = deep_merge(merged, normalize_shorthands(layer))
+    return validate_blend_config(merged)
+
+
+# -- the two methods -------------------------------------------------------------------------------
+
+
+def stylegan_blend(ws: torch.Tensor, target_ws: torch.Tensor, weight: float = 0.5) -> torch.Tensor:
+    """``w + weight (w_t - w)`` for every source: the average of the latents at weight 0.5."""
+    return ws + weight * (target_ws.to(ws).reshape(1, *ws.shape[1:]) - ws)
+
+
+def mean_target(target_embeddings: torch.Tensor) -> torch.Tensor:
+    """One unit target embedding ``(1, D)`` from ``(T, D)``."""
+    import torch.nn.functional as F
+
+    return F.normalize(F.normalize(target_embeddings.float(), dim=-1).mean(0, keepdim=True), dim=-1)
+
+
+def clip_blend(
+    generator: Any,
+    encoder: Any,
+    target_embedding: torch.Tensor,
+    ws: torch.Tensor,
+    *,
+    steps: int = 200,
+    lr: float = 0.05,
+    weight: float = 0.5,
+    chunk: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Per source, the latent (from the source's) whose embedding best matches the blend of embeddings.
+
+    Sources are optimised together but independently (a sum of per-source losses, element-wise Adam);
+    each keeps the latent with its lowest loss. Returns the results and one trace row per step.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    device = generator.device
+    ws = ws.detach().float().to(device)
+    n = ws.shape[0]
+    size = chunk or n
+    parts = [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    target = mean_target(target_embedding).to(device)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(encoder.embed(generator.synthesize(x)).float(), dim=-1)
+
+    with torch.no_grad():
+        sources = torch.cat([embed(ws[s]) for s in parts])
+    mix = F.normalize((1 - weight) * sources + weight * target, dim=-1)
+    w = ws.clone().requires_grad_(True)
+    opt = torch.optim.Adam([w], lr=lr)
+    best, best_loss = ws.clone(), torch.full((n,), float("inf"), device=device)
+    trace = []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        losses, transfer = [], []
+        for s in parts:
+            emb = embed(w[s])
+            per_source = 1 - (emb * mix[s]).sum(-1)
+            per_source.sum().backward()
+            losses.append(per_source.detach())
+            transfer.append((1 - emb.detach() @ target.T).reshape(-1))
+        per = torch.cat(losses)
+        better = per < best_loss
+        best[better], best_loss[better] = w.detach()[better], per[better]
+        value = float(per.mean())
+        trace.append({"step": step, "lr": lr, "loss": value, "transfer": float(torch.cat(transfer).mean())})
+        opt.step()
+        if callback is not None:
+            callback(step, value)
+    return best, trace
+
+
+# -- one blend run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class BlendOutcome:
+    out: Path
+    config: BlendConfig
+    metrics: dict[str, Any]
+
+
+def _target_latent(path: str, generator: Any) -> torch.Tensor:
+    from essence.core.artifacts import load_latents
+
+    ws = load_latents(path, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Target latent file")
+    if ws.shape[0] != 1:
+        raise EssenceError(f"Target latent file {path} holds {ws.shape[0]} latents; give one (num_ws, w_dim).")
+    return ws.to(generator.device)
+
+
+def paper_report(target: torch.Tensor, sources: torch.Tensor, results: torch.Tensor) -> dict[str, Any]:
+    """The paper's transfer and consistency (the registered loss terms) of results on their sources, and
+    the transfer of the sources themselves."""
+    import torch
+
+    from essence.core.interfaces import LossContext
+    from essence.core.registry import get_loss
+
+    transfer, consistency = get_loss("transfer"), get_loss("consistency")
+    with torch.no_grad():
+        ctx = LossContext(target=target, sources=sources, shifted=results)
+        unedited = LossContext(target=target, sources=sources, shifted=sources)
+        return {
+            "count": int(sources.shape[0]),
+            "transfer": float(transfer(ctx)),
+            "consistency": float(consistency(ctx)),
+            "transfer_unedited": float(transfer(unedited)),
+        }
+
+
+def execute_blend(
+    config: BlendConfig | Mapping[str, Any],
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int, float], None] | None = None,
+) -> BlendOutcome:
+    """Run a blend baseline end to end and write its folder. Inputs are checked before any model is built.
+
+    ``progress(stage, step, steps, loss)`` is called after every optimisation step (stage ``inversion`` or
+    ``blend``); ``notify`` receives one-line messages.
+    """
+    import torch
+
+    from essence.core.apply import default_out, prepare_out, render_images, source_latents
+    from essence.core.artifacts import contact_sheet, load_latents, loss_plot, save_latents, write_json, write_trace_csv
+    from essence.core.engine import embed_target
+    from essence.core.images import load_image, to_pil
+    from essence.core.invert import invert_image
+    from essence.core.registry import get_registry
+    from essence.core.runner import component_config, resolve_device
+
+    cfg = validate_blend_config(config)
+    registry = get_registry()
+    device = resolve_device(cfg.device)
+    gen_reg = registry.get("generator", cfg.generator.name)
+    enc_reg = registry.get("encoder", cfg.encoder.name)
+    gen_config = component_config(gen_reg, cfg.generator.config, device)
+    enc_config = component_config(enc_reg, cfg.encoder.config, device)
+    if not cfg.target and not cfg.target_latent:
+        raise EssenceError("No target: pass --target IMAGE or --target-latent FILE.")
+    targets = [load_image(t) for t in cfg.target]
+    for path, what in (
+        (cfg.target_latent, "Target latent file"),
+        (cfg.sources.latents, "Sources latent file"),
+        (cfg.heldout.latents, "Held-out latent file"),
+    ):
+        if path:
+            load_latents(path, what=what)
+    stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
+    run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(cfg.label, stem))
+    run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
+    cfg = cfg.model_copy(update={"out": str(run_dir)})
+
+    started = time.perf_counter()
+    generator = registry.create("generator", gen_reg.name, **gen_config)
+    encoder = registry.create("encoder", enc_reg.name, **enc_config)
+    write_json(run_dir / "config.json", {"kind": "blend", **cfg.model_dump(mode="json")})
+    if cfg.heldout.latents:
+        load_latents(cfg.heldout.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Held-out latent file")
+    ws = source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
+    chunk = cfg.chunk or 8
+    files = ["config.json", "metrics.json", "sheet.png", "sources.safetensors", "results.safetensors"]
+    trace: list[dict[str, Any]] = []
+    inversion = None
+    target_ws = _target_latent(cfg.target_latent, generator) if cfg.target_latent else None
+    if cfg.method == "stylegan" and target_ws is None:
+        if notify is not None:
+            notify(f"Inverting the target image ({cfg.inversion.steps} steps): the StyleGAN blend needs a latent.")
+        inv = invert_image(
+            generator, encoder, targets[0], cfg.inversion,
+            callback=None if progress is None else (lambda i, v: progress("inversion", i, cfg.inversion.steps, v)),
+        )
+        target_ws = inv.ws.to(generator.device)
+        inversion = {"steps": cfg.inversion.steps, "loss": inv.loss}
+        trace = [{"stage": "inversion", **row} for row in inv.trace]
+    if target_ws is not None:
+        save_latents(run_dir / "target_latent.safetensors", target_ws, metadata={"format": "essence-latents", "role": "target"})
+        files.append("target_latent.safetensors")
+    if not targets:  # only a latent: the target is its image
+        assert target_ws is not None
+        targets = to_pil(render_images(generator, target_ws, chunk))
+
+    target_embedding = embed_target(encoder, targets).to(generator.device)
+    if cfg.method == "stylegan":
+        assert target_ws is not None
+        results = stylegan_blend(ws, target_ws, cfg.weight)
+    else:
+        results, blend_trace = clip_blend(
+            generator, encoder, target_embedding, ws, steps=cfg.steps, lr=cfg.lr, weight=cfg.weight, chunk=cfg.chunk,
+            callback=None if progress is None else (lambda i, v: progress("blend", i, cfg.steps, v)),
+        )
+        trace = [{"stage": "blend", **row} for row in blend_trace]
+
+    meta = {"format": "essence-latents", "method": cfg.label, "generator": gen_reg.name}
+    save_latents(run_dir / "sources.safetensors", ws, metadata={**meta, "role": "sources"})
+    save_latents(run_dir / "results.safetensors", results, metadata={**meta, "role": "results"})
+    source_images, result_images = render_images(generator, ws, chunk), render_images(generator, results, chunk)
+    def embed_all(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([encoder.embed(images[i : i + chunk].to(generator.device)) for i in range(0, len(images), chunk)])
+
+    src_emb, res_emb = embed_all(source_images), embed_all(result_images)
+    report = paper_report(target_embedding.float().cpu(), src_emb.float().cpu(), res_emb.float().cpu())
+
+    (run_dir / "images").mkdir(exist_ok=True)
+    sources_pil, results_pil = to_pil(source_images), to_pil(result_images)
+    for i, (s, r) in enumerate(zip(sources_pil, results_pil)):
+        s.save(run_dir / "images" / f"source_{i:02d}.png")
+        r.save(run_dir / "images" / f"result_{i:02d}.png")
+        files += [f"images/source_{i:02d}.png", f"images/result_{i:02d}.png"]
+    for i, t in enumerate(targets):
+        t.save(run_dir / "images" / f"target_{i:02d}.png")
+        files.append(f"images/target_{i:02d}.png")
+    if inversion is not None:
+        assert target_ws is not None
+        to_pil(render_images(generator, target_ws, chunk))[0].save(run_dir / "images" / "target_inverted.png")
+        files.append("images/target_inverted.png")
+    tile = max(96, min(int(generator.resolution), 256))
+    contact_sheet(targets, sources_pil, results_pil, tile=tile).save(run_dir / "sheet.png")
+    if trace:
+        write_trace_csv(run_dir / "trace.csv", trace)
+        stage = trace[0]["stage"]
+        loss_plot({"loss": [r["loss"] for r in trace]}, title=f"{cfg.label}: {stage} loss").save(run_dir / "loss.png")
+        files += ["trace.csv", "loss.png"]
+    metrics = {
+        "status": "completed",
+        "method": cfg.label,
+        "generator": gen_reg.name,
+        "encoder": enc_reg.name,
+        "generator_weights_id": getattr(generator, "weights_id", "unknown"),
+        "encoder_weights_id": getattr(encoder, "weights_id", "unknown"),
+        "device": str(generator.device),
+        "sources": int(ws.shape[0]),
+        "report": report,
+        "inversion": inversion,
+        "final_loss": trace[-1]["loss"] if trace else None,
+        "seconds": time.perf_counter() - started,
+        "files": sorted(files),
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    return BlendOutcome(run_dir, cfg, metrics)
+
+
+def read_blend_config(run_dir: Path) -> BlendConfig:
+    data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    data.pop("kind", None)
+    return validate_blend_config(data)
+
+
+def target_images(run_dir: Path, paths: Sequence[str]) -> list[Image.Image]:
+    """A run's target images: the copies in its folder, else the files its config names."""
+    from essence.core.images import load_image
+
+    copies = sorted((run_dir / "images").glob("target_[0-9][0-9].png"))
+    if copies:
+        return [load_image(p) for p in copies]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing or not paths:
+        raise EssenceError(
+            f"{run_dir} has no copy of its target images and {', '.join(missing) or 'no target file'} cannot be found: "
+            "run `essence eval` from the folder the run was started in."
+        )
+    return [load_image(p) for p in paths]

@@ -1,0 +1,150 @@
+"""``essence compare``: ours and both baselines on the same target and sources, the paper's Figure 1, metrics.
+
+The run config (``essence run``'s) decides the generator, encoder, target, sources, seed and held-out
+sources; the blends take the same, so the three methods are judged on identical held-out sources. The
+output folder holds the three run folders (``essence/``, ``stylegan-blend/``, ``clip-blend/``),
+``figure.png`` (target at the left, sources on top, one row per method), ``metrics.json`` (the
+``essence eval`` report of the three) and ``metrics.md`` (its table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from essence.core.errors import EssenceError
+
+#: (sub-folder, row label of the figure) in the paper's order.
+METHODS = (("essence", "ours"), ("stylegan-blend", "StyleGAN blend"), ("clip-blend", "CLIP blend"))
+COMPARE_FILES = ("figure.png", "metrics.json", "metrics.md")
+
+
+def split_sets(items: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
+    """``--set`` items for the run, the blends (``blend.KEY``) and the judging encoder (``judge.KEY``)."""
+    run, blend, judge = [], [], []
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key.startswith("blend."):
+            blend.append(item[item.index("blend.") + len("blend.") :])
+        elif key.startswith("judge."):
+            judge.append("encoder." + item[item.index("judge.") + len("judge.") :])
+        else:
+            run.append(item)
+    return run, blend, judge
+
+
+def blend_settings(run_config: Any, method: str, target_latent: str | None, overrides: Mapping[str, Any]) -> Any:
+    """A BlendConfig with the run's generator, encoder, target, sources, seed and held-out sources."""
+    from essence.core.blend import validate_blend_config
+    from essence.core.runconfig import deep_merge
+
+    h = run_config.heldout
+    data: dict[str, Any] = {
+        "method": method,
+        "generator": run_config.generator.model_dump(mode="json"),
+        "encoder": run_config.encoder.model_dump(mode="json"),
+        "target": list(run_config.target),
+        "target_latent": target_latent,
+        "sources": run_config.sources.model_dump(mode="json"),
+        "seed": run_config.seed,
+        "device": run_config.device,
+        "chunk": run_config.chunk,
+        "heldout": {"count": h.count, "seed": h.seed, "truncation": h.truncation, "latents": h.latents},
+    }
+    return validate_blend_config(deep_merge(data, dict(overrides)))
+
+
+@dataclass
+class CompareOutcome:
+    out: Path
+    status: str  # completed, or the essence run's status when it did not complete
+    report: dict[str, Any] | None
+    figure: Path | None
+    folders: dict[str, Path]
+
+
+def execute_compare(
+    run_config: Any,
+    *,
+    out: str | Path,
+    target_latent: str | None = None,
+    blend_overrides: Mapping[str, Any] | None = None,
+    eval_config: Any = None,
+    overwrite: bool = False,
+    run_callbacks: Mapping[str, Callable[..., Any]] | None = None,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int, float], None] | None = None,
+) -> CompareOutcome:
+    """Run ours, the StyleGAN blend and the CLIP blend, then the figure and the metrics.
+
+    Every setting of all three (and of the judge) is validated before the first model is built.
+    ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.core.runner.execute_run`.
+    """
+    from essence.core.apply import prepare_out
+    from essence.core.artifacts import load_latents, write_json
+    from essence.core.blend import execute_blend
+    from essence.core.metrics import Components, EvalConfig, evaluate_runs, metrics_markdown
+    from essence.core.runner import execute_run
+
+    blend_overrides = dict(blend_overrides or {})
+    eval_config = eval_config or EvalConfig()
+    if not run_config.target:
+        raise EssenceError("No target image: pass --target FILE.")
+    blends = {
+        "stylegan-blend": blend_settings(run_config, "stylegan", target_latent, blend_overrides),
+        "clip-blend": blend_settings(run_config, "clip", target_latent, blend_overrides),
+    }
+    if target_latent:
+        load_latents(target_latent, what="Target latent file")
+    components = Components(run_config.device)
+    components.validate("generator", run_config.generator)
+    components.validate("encoder", run_config.encoder)
+    if eval_config.encoder is not None:
+        components.validate("encoder", eval_config.encoder)
+    from essence.core.metrics import selected_metrics
+
+    selected_metrics(eval_config.metrics)
+    root = prepare_out(Path(out), COMPARE_FILES, overwrite=overwrite, what="a comparison")
+    folders = {name: root / name for name, _ in METHODS}
+
+    if notify is not None:
+        notify(f"1/3 ours: essence run ({run_config.steps} steps x {run_config.restarts} restart(s))")
+    outcome = execute_run(
+        run_config.model_copy(update={"out": str(folders["essence"])}),
+        overwrite=overwrite,
+        handle_sigint=True,
+        **dict(run_callbacks or {}),
+    )
+    if outcome.status == "interrupted":
+        return CompareOutcome(root, outcome.status, None, None, folders)
+    for k, name in enumerate(("stylegan-blend", "clip-blend"), start=2):
+        if notify is not None:
+            notify(f"{k}/3 {name}")
+        execute_blend(blends[name], out=folders[name], overwrite=overwrite, notify=notify, progress=progress)
+
+    report = evaluate_runs([folders[name] for name, _ in METHODS], eval_config)
+    for run, (name, _) in zip(report["runs"], METHODS):
+        run["label"] = name
+    write_json(root / "metrics.json", report)
+    (root / "metrics.md").write_text(metrics_markdown(report, [name for name, _ in METHODS]), encoding="utf-8")
+    figure = write_figure(root, folders)
+    return CompareOutcome(root, "completed", report, figure, folders)
+
+
+def write_figure(root: Path, folders: Mapping[str, Path]) -> Path:
+    """figure.png from the run folders' images (sources, targets and each method's results)."""
+    from essence.core.artifacts import comparison_figure
+    from essence.core.images import load_image
+
+    first = folders["essence"] / "images"
+    sources = [load_image(p) for p in sorted(first.glob("source_[0-9][0-9].png"))]
+    targets = [load_image(p) for p in sorted(first.glob("target_[0-9][0-9].png"))]
+    rows = []
+    for name, label in METHODS:
+        results = [load_image(p) for p in sorted((folders[name] / "images").glob("result_[0-9][0-9].png"))]
+        rows.append((label, results))
+    tile = max(96, min(sources[0].width, 256)) if sources else 96
+    comparison_figure(targets, sources, rows, tile=tile).save(root / "figure.png")
+    return root / "figure.png"
