@@ -111,9 +111,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if fmt == "safetensors":
             ckpt = _read_safetensors(path)
         elif fmt == "rosinality-pt":
-            import torch
-
-            ckpt = from_rosinality(torch.load(path, map_location="cpu", weights_only=True), "rosinality-pt", path)
+            ckpt = from_rosinality(_torch_load(path), "rosinality-pt", path)
         elif fmt == "stylegan2-tf-pkl":
             ckpt = _read_tf_pickle(path)
         else:
@@ -127,6 +125,30 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             f"({type(exc).__name__}: {str(exc)[:200]}). Download or convert it again."
         ) from None
     return complete(ckpt, path)
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)``, also admitting the ``argparse.Namespace`` of rosinality's
+    training snapshots (an attribute bag: building one runs no code)."""
+    import argparse
+    import pickle
+
+    import torch
+
+    allow = getattr(torch.serialization, "safe_globals", None)
+    try:
+        if allow is None:  # torch < 2.5: snapshots with ``args`` are refused below
+            return torch.load(path, map_location="cpu", weights_only=True)
+        with allow([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise
+        detail = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line), "")
+        raise WeightsError(
+            f"Refusing to load {path}: it holds objects other than tensors, which torch.load(weights_only=True) "
+            f"will not build{f' ({detail})' if detail else ''}. Nothing from the file was executed."
+        ) from None
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
