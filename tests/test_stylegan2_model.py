@@ -286,3 +286,34 @@ def test_expected_shapes_equal_manifest_for_config_f():
     for facts in MANIFEST.values():
         arch = Architecture(size=facts["size"], channels=default_channels(facts["size"], facts["channel_multiplier"]))
         assert {k: list(s) for k, s in expected_shapes(arch).items()} == facts["state_dict"]
+
+
+def test_new_weights_invalidate_the_prepared_weight_cache():
+    first = StyleGAN2Generator(TINY_ARCH).requires_grad_(False)
+    torch.manual_seed(5)
+    second = StyleGAN2Generator(TINY_ARCH).requires_grad_(False)
+    ws = first.sample_ws(1, seed=0)
+    before = first.synthesize(ws)  # fills the cache
+    first.load_state_dict(second.state_dict())
+    assert torch.equal(first.synthesize(ws), second.synthesize(ws))
+    with torch.no_grad():
+        first.convs[0].conv.weight.add_(torch.randn_like(first.convs[0].conv.weight))  # not a scale: demod undoes those
+    assert not torch.equal(first.synthesize(ws), second.synthesize(ws))
+    assert not torch.equal(before, second.synthesize(ws))
+
+
+def test_trainable_weights_get_gradients():
+    gen = StyleGAN2Generator(TINY_ARCH).requires_grad_(True)
+    gen.synthesize(gen.sample_ws(2, seed=0)).square().mean().backward()
+    assert gen.convs[0].conv.weight.grad is not None and gen.convs[0].conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_compiled_synthesis_matches_eager():
+    kw = {"weights": "random", "size": 16, "style_dim": 16, "channels": {4: 16, 8: 8, 16: 8}, "device": "cpu"}
+    eager, compiled = essence.get_generator("stylegan2", **kw), essence.get_generator("stylegan2", compile=True, **kw)
+    ws = eager.sample_ws(2, seed=0).requires_grad_(True)
+    out = compiled.synthesize(ws)
+    assert max_err(out, eager.synthesize(ws)) < 1e-4
+    out.sum().backward()
+    assert ws.grad is not None and torch.isfinite(ws.grad).all()

@@ -48,6 +48,11 @@ def _compiling() -> bool:
     return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
 
 
+def full_precision(x: torch.Tensor):
+    """Styles and demodulation stay float32 under autocast: they are tiny, and errors there compound."""
+    return torch.autocast(x.device.type, enabled=False)
+
+
 def make_kernel(taps: tuple[float, ...] = BLUR_KERNEL, gain: float = 4.0) -> torch.Tensor:
     """Outer product of ``taps`` normalised to sum ``gain`` (4 = the 2x upsampling gain)."""
     k = torch.tensor(taps, dtype=torch.float32)
@@ -167,9 +172,10 @@ class StyledConv(nn.Module):
         """Input activation ``x * gain`` (gain ``(N, Cin)`` or None) -> ``(u, g)``, activation ``u * g``."""
         conv = self.conv
         weight, sumsq = conv.prepared()
-        styles = conv.modulation(w)
-        # Demodulation of the per-sample weight scale * W * s, without materialising it.
-        demod = torch.rsqrt(conv.scale**2 * (styles.square() @ sumsq.T) + 1e-8)
+        with full_precision(x):
+            styles = conv.modulation(w)
+            # Demodulation of the per-sample weight scale * W * s, without materialising it.
+            demod = torch.rsqrt(conv.scale**2 * (styles.square() @ sumsq.T) + 1e-8)
         out_gain = conv.scale * demod
         in_scale = styles if gain is None else styles * gain
         h = x * in_scale[:, :, None, None].to(x.dtype)
@@ -205,7 +211,8 @@ class ToRGB(nn.Module):
         self, x: torch.Tensor, gain: torch.Tensor | None, w: torch.Tensor, skip: torch.Tensor | None
     ) -> torch.Tensor:
         conv = self.conv
-        styles = conv.modulation(w) * conv.scale
+        with full_precision(x):
+            styles = conv.modulation(w) * conv.scale
         if gain is not None:
             styles = styles * gain
         weight = (conv.weight[0, :, :, 0, 0][None] * styles[:, None, :]).to(x.dtype)  # (N, 3, Cin)
