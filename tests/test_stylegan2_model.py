@@ -15,7 +15,13 @@ from safetensors.torch import load_file
 import essence
 from essence.plugins.generators.stylegan2.checkpoints import complete, expected_shapes, from_rosinality
 from essence.plugins.generators.stylegan2.config import Architecture, default_channels
-from essence.plugins.generators.stylegan2.model import Blur, StyleGAN2Generator, Upsample, make_kernel
+from essence.plugins.generators.stylegan2.model import (
+    Blur,
+    NoiseBiasLeakyReLU,
+    StyleGAN2Generator,
+    Upsample,
+    make_kernel,
+)
 from essence.testing import check_component
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
@@ -216,6 +222,23 @@ def test_resampling_filters_and_padding():
     assert torch.allclose(blur(y), upfirdn2d(y, blur.kernel, pad=(1, 1)), atol=1e-6)
     assert blur(y).shape[-1] == 10
     assert torch.allclose(make_kernel(), torch.tensor([1.0, 3, 3, 1])[:, None] * torch.tensor([1.0, 3, 3, 1]) / 16)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("noise_batch", [None, 1, 2])
+def test_epilogue_gradients(layout, noise_batch):
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(2, 3, 4, 5, dtype=torch.float64, generator=gen).contiguous(memory_format=layout)
+    noise = None if noise_batch is None else torch.randn(noise_batch, 1, 4, 5, dtype=torch.float64, generator=gen)
+    a, b = (torch.randn(2, 3, dtype=torch.float64, generator=gen) for _ in range(2))
+    inputs = (h.requires_grad_(True), a.requires_grad_(True), b.requires_grad_(True))
+
+    def fn(h, a, b):
+        return NoiseBiasLeakyReLU.apply(h.clone(), noise, a, b)
+
+    assert torch.autograd.gradcheck(fn, inputs)
+    plain = F.leaky_relu(h + (0 if noise is None else noise * a[:, :, None, None]) + b[:, :, None, None], 0.2)
+    assert torch.allclose(fn(*inputs), plain)
 
 
 # -- presets and registrations ------------------------------------------------------------------------------

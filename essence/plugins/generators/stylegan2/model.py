@@ -14,6 +14,7 @@ Speed without changing the function (float32 results agree with the reference to
   positively homogeneous, ``lrelu(h*d + noise + bias) * sqrt(2) = lrelu(h + (noise + bias)/d) *
   (sqrt(2)*d)``; the factor ``g`` is folded into the next layer's styles and into ToRGB's weight.
   That saves three full-size passes per layer.
+* The noise + bias + leaky ReLU epilogue runs in place, with a hand-written backward.
 * Activations are kept channels_last, where oneDNN convolutions are 1.5-2x faster on CPU.
 """
 
@@ -158,6 +159,42 @@ class BiasAct(nn.Module):
 Carried = tuple[torch.Tensor, "torch.Tensor | None"]
 
 
+class NoiseBiasLeakyReLU(torch.autograd.Function):
+    """``lrelu(h + noise * a + b, 0.2)``, computed in place on ``h``, a fresh conv output that nothing
+    else holds; ``a`` and ``b`` are per (sample, channel).
+
+    Autograd would reduce the gradients of ``a`` and ``b`` with a broadcast product and two sums over
+    full-size tensors; here one batched matmul reads the gradient once. About 10% of backward at 1024 px.
+    """
+
+    @staticmethod
+    def forward(ctx, h, noise, a, b):
+        if noise is not None:
+            h.addcmul_(noise, a[:, :, None, None])
+        h.add_(b[:, :, None, None])
+        F.leaky_relu(h, 0.2, inplace=True)
+        ctx.mark_dirty(h)
+        ctx.save_for_backward(h, noise)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, noise = ctx.saved_tensors
+        g = torch.ops.aten.leaky_relu_backward(grad, out, 0.2, True)
+        if not (ctx.needs_input_grad[2] or ctx.needs_input_grad[3]):
+            return g, None, None, None
+        n, c, height, width = g.shape
+        if g.is_contiguous(memory_format=torch.channels_last):
+            flat = g.permute(0, 2, 3, 1).reshape(n, height * width, c)
+        else:
+            flat = g.reshape(n, c, height * width).transpose(1, 2)
+        rows = [torch.ones(1, height * width, dtype=g.dtype, device=g.device).expand(n, -1)]
+        if noise is not None:
+            rows.insert(0, noise.reshape(noise.shape[0], height * width).expand(n, -1))
+        sums = torch.bmm(torch.stack(rows, dim=1), flat)  # (n, 1 or 2, c)
+        return g, None, sums[:, 0] if noise is not None else None, sums[:, -1]
+
+
 class StyledConv(nn.Module):
     """Modulated, demodulated 3x3 conv (optionally 2x up) -> + noise -> + bias -> leaky ReLU x sqrt(2)."""
 
@@ -183,12 +220,10 @@ class StyledConv(nn.Module):
             h = conv.blur(F.conv_transpose2d(h, weight.to(h.dtype), stride=2))
         else:
             h = F.conv2d(h, weight.to(h.dtype), padding=conv.padding)
-        inv = (1 / out_gain)[:, :, None, None]
-        if noise is not None:
-            # In place: conv outputs are not saved for backward, and a fresh 128 MiB buffer costs page faults.
-            h = h.addcmul_(noise.to(h.dtype), (self.noise.weight * inv).to(h.dtype))
-        h = h.add_((self.activate.bias[:, None, None] * inv).to(h.dtype))
-        h = F.leaky_relu(h, 0.2, inplace=True)
+        inv = 1 / out_gain
+        noise = None if noise is None else noise.to(h.dtype)
+        a, b = (self.noise.weight * inv).to(h.dtype), (self.activate.bias * inv).to(h.dtype)
+        h = NoiseBiasLeakyReLU.apply(h, noise, a, b)
         g = SQRT2 * out_gain
         if self.conv_clamp is not None:
             limit = (self.conv_clamp / g)[:, :, None, None].to(h.dtype)
