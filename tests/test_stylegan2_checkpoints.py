@@ -74,7 +74,8 @@ def tf_variables() -> dict[str, np.ndarray]:
     v["synthesis/4x4/Const/const"] = rand(1, c[4], 4, 4)
 
     def conv(scope, cin, cout, k=3, noise=True):
-        v[f"{scope}/weight"], v[f"{scope}/mod_weight"], v[f"{scope}/mod_bias"] = rand(k, k, cin, cout), rand(sd, cin), rand(cin)
+        v[f"{scope}/weight"], v[f"{scope}/mod_weight"] = rand(k, k, cin, cout), rand(sd, cin)
+        v[f"{scope}/mod_bias"] = rand(cin)
         v[f"{scope}/bias"] = rand(cout)
         if noise:
             v[f"{scope}/noise_strength"] = rand(1).reshape(())
@@ -176,7 +177,8 @@ def test_tf_pickle_converts_exactly(tmp_path, tf_network_class):
     # The two rules that are easy to get wrong, checked element by element.
     tf_up = variables["synthesis/8x8/Conv0_up/weight"]  # [kh, kw, in, out]
     assert ckpt.state_dict["convs.0.conv.weight"][0, 5, 3, 2, 0].item() == tf_up[0, 2, 3, 5]
-    assert ckpt.state_dict["convs.1.conv.weight"][0, 5, 3, 2, 0].item() == variables["synthesis/8x8/Conv1/weight"][2, 0, 3, 5]
+    tf_plain = variables["synthesis/8x8/Conv1/weight"]
+    assert ckpt.state_dict["convs.1.conv.weight"][0, 5, 3, 2, 0].item() == tf_plain[2, 0, 3, 5]
     assert ckpt.state_dict["to_rgb1.conv.modulation.bias"][1].item() == variables["synthesis/4x4/ToRGB/mod_bias"][1] + 1
 
     assert info == {
@@ -242,7 +244,8 @@ def ada_record_tree(fake_module, module_src: str, conv_clamp=None):
     class Rec:
         def __init__(self, path, class_name, params=None, buffers=None, modules=None, **attrs):
             self.class_name = class_name
-            self.params = OrderedDict((k, torch.nn.Parameter(v, requires_grad=False)) for k, v in (params or {}).items())
+            params = (params or {}).items()
+            self.params = OrderedDict((k, torch.nn.Parameter(v, requires_grad=False)) for k, v in params)
             self.buffers = OrderedDict(buffers or {})
             self.modules = OrderedDict(modules or {})
             self.attrs = attrs
@@ -261,13 +264,15 @@ def ada_record_tree(fake_module, module_src: str, conv_clamp=None):
                 "_init_kwargs": EasyDict(z_dim=sd, w_dim=sd, mapping_kwargs=EasyDict(num_layers=ARCH.n_mlp)),
                 **self.attrs,
             }
-            meta = {"type": "class", "version": 6, "module_src": module_src, "class_name": self.class_name, "state": state}
+            meta = {"type": "class", "version": 6, "module_src": module_src, "class_name": self.class_name}
+            meta["state"] = state
             return (reconstruct, (meta,))
 
     t = lambda *s: torch.from_numpy(rand(*s))  # noqa: E731
 
     def fc(path, cin, cout):
-        return Rec(path, "FullyConnectedLayer", {"weight": t(cout, cin), "bias": t(cout)}, weight_gain=np.float64(cin**-0.5))
+        params = {"weight": t(cout, cin), "bias": t(cout)}
+        return Rec(path, "FullyConnectedLayer", params, weight_gain=np.float64(cin**-0.5))
 
     def layer(path, cin, cout, res, up):
         return Rec(
@@ -318,7 +323,8 @@ def expected_from_ada(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Spec 4.3, stated independently of the converter: no flip, +1 already in the affine biases."""
     out = {}
     for i in range(ARCH.n_mlp):
-        out[f"style.{i + 1}.weight"], out[f"style.{i + 1}.bias"] = flat[f"mapping.fc{i}.weight"], flat[f"mapping.fc{i}.bias"]
+        out[f"style.{i + 1}.weight"] = flat[f"mapping.fc{i}.weight"]
+        out[f"style.{i + 1}.bias"] = flat[f"mapping.fc{i}.bias"]
     out["input.input"] = flat["synthesis.b4.const"][None]
 
     def layer(a, ours):
@@ -348,7 +354,8 @@ def expected_from_ada(flat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def write_ada_pickle(path, g_ema, protocol, extra=None):
     with open(path, "wb") as f:
-        pickle.dump({"G": g_ema, "D": None, "G_ema": g_ema, "augment_pipe": None, "training_set_kwargs": EasyDict(), **(extra or {})}, f, protocol=protocol)
+        data = {"G": g_ema, "D": None, "G_ema": g_ema, "augment_pipe": None, "training_set_kwargs": EasyDict()}
+        pickle.dump({**data, **(extra or {})}, f, protocol=protocol)
 
 
 @pytest.mark.parametrize("protocol", [3, 4])  # ada wrote protocol 3 (Python 3.7); newer tools write 4+
@@ -381,7 +388,9 @@ def test_ada_conv_clamp_is_honoured(tmp_path, fake_module):
 
 def test_stylegan3_generator_is_refused_clearly(tmp_path, fake_module):
     _, _, Rec = ada_record_tree(fake_module, "")
-    sg3 = Rec("", "Generator", None, None, {"synthesis": Rec("synthesis.", "SynthesisNetwork", None, None, {"input": Rec("synthesis.input.", "SynthesisInput", {"freqs": torch.zeros(4, 2)})})})
+    sg3_input = Rec("synthesis.input.", "SynthesisInput", {"freqs": torch.zeros(4, 2)})
+    synthesis = Rec("synthesis.", "SynthesisNetwork", None, None, {"input": sg3_input})
+    sg3 = Rec("", "Generator", None, None, {"synthesis": synthesis})
     src = tmp_path / "stylegan3-t.pkl"
     write_ada_pickle(src, sg3, 4)
     with pytest.raises(essence.WeightsError, match="StyleGAN3"):
@@ -413,7 +422,8 @@ def test_pickle_calling_anything_else_is_refused_and_never_runs(tmp_path, fake_m
         g_ema, _, _ = ada_record_tree(fake_module, "")
         write_ada_pickle(src, g_ema, 4, extra={"payload": evil})
     assert get_converters()["stylegan2"].detect(src)  # looks like a checkpoint by its first bytes...
-    with pytest.raises(essence.WeightsError, match=r"Refusing to load .*(posix|os|nt)\.system|Refusing to load .*builtins\.exec") as err:
+    refused = r"Refusing to load .*((posix|os|nt)\.system|builtins\.exec)"
+    with pytest.raises(essence.WeightsError, match=refused) as err:
         convert(src, tmp_path / "out.safetensors")  # ...but is refused when read
     assert "Nothing from the file was executed" in str(err.value)
     assert not marker.exists()
@@ -499,7 +509,9 @@ def test_checkpoint_of_the_wrong_size_names_file_and_expectation(tmp_path):
     src = tmp_path / "size32.pt"
     torch.save({"g_ema": random_state(big)}, src)
     with pytest.raises(essence.WeightsError) as err:
-        essence.get_generator("stylegan2-church", weights=str(src), size=16, style_dim=8, n_mlp=2, channels=ARCH.channels)
+        essence.get_generator(
+            "stylegan2-church", weights=str(src), size=16, style_dim=8, n_mlp=2, channels=ARCH.channels
+        )
     msg = str(err.value)
     assert str(src) in msg and "32-px" in msg and "16-px" in msg and "'stylegan2-church'" in msg
     assert len(msg) < 600

@@ -43,7 +43,8 @@ def golden():
         channels={int(r): c for r, c in json.loads(meta["channels"]).items()},
     )
     assert arch.num_ws == int(meta["n_latent"])
-    ckpt = complete(from_rosinality({"g_ema": {k[6:]: v for k, v in tensors.items() if k.startswith("g_ema.")}}), "golden")
+    g_ema = {k[len("g_ema.") :]: v for k, v in tensors.items() if k.startswith("g_ema.")}
+    ckpt = complete(from_rosinality({"g_ema": g_ema}), "golden")
     gen = StyleGAN2Generator(ckpt.arch, lr_mlp=float(meta["lr_mlp"])).requires_grad_(False).eval()
     gen.load_state_dict(ckpt.state_dict, strict=True)
     return gen, tensors, meta
@@ -249,7 +250,8 @@ def test_contract(name):
 
 
 @pytest.mark.parametrize(
-    ("preset", "manifest"), [("stylegan2-ffhq", "stylegan2-ffhq-config-f"), ("stylegan2-church", "stylegan2-church-config-f")]
+    ("preset", "manifest"),
+    [("stylegan2-ffhq", "stylegan2-ffhq-config-f"), ("stylegan2-church", "stylegan2-church-config-f")],
 )
 def test_full_size_presets_match_the_manifest(preset, manifest):
     facts = MANIFEST[manifest]

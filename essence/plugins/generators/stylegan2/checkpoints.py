@@ -172,7 +172,9 @@ def _read_safetensors(path: Path) -> Checkpoint:
     return from_rosinality({"g_ema": tensors, "latent_avg": latent_avg}, "safetensors", path)
 
 
-def from_rosinality(ckpt: Mapping[str, Any], source_format: str = "rosinality-pt", where: Any = "checkpoint") -> Checkpoint:
+def from_rosinality(
+    ckpt: Mapping[str, Any], source_format: str = "rosinality-pt", where: Any = "checkpoint"
+) -> Checkpoint:
     """A rosinality checkpoint dict: ``g_ema`` (state dict) and optional ``latent_avg``; other keys
     (``g``, ``d``, optimiser states, ``args``) are ignored."""
     import torch
@@ -230,7 +232,7 @@ def from_tf_variables(variables: Mapping[str, Any]) -> Checkpoint:
 
     names = set(variables)
     if any("ToRGB_lod" in n for n in names):
-        raise WeightsError("this is a progressive-growing StyleGAN2 (configs A-D); only config-e/f layouts are supported.")
+        raise WeightsError("this is a progressive-growing StyleGAN2 (configs A-D); only configs E and F are supported.")
     used: set[str] = {"lod"}
 
     def take(name: str) -> np.ndarray:
@@ -248,7 +250,7 @@ def from_tf_variables(variables: Mapping[str, Any]) -> Checkpoint:
     resolutions = sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"synthesis/(\d+)x\1/ToRGB/weight", n)))
     n_mlp = sum(1 for n in names if re.fullmatch(r"mapping/Dense\d+/weight", n))
     if not resolutions or not n_mlp:
-        raise WeightsError("the TF network has no synthesis/ToRGB or mapping/Dense variables; it is not a StyleGAN2 generator.")
+        raise WeightsError("the TF network has no ToRGB or mapping/Dense variables; it is not a StyleGAN2 generator.")
     size = resolutions[-1]
     sd: dict[str, torch.Tensor] = {}
     for i in range(n_mlp):
@@ -415,14 +417,22 @@ def complete(ckpt: Checkpoint, where: Any) -> Checkpoint:
             sd[key] = make_kernel()
     missing = [k for k in expected if k not in sd]
     extra = [k for k in sd if k not in expected]
-    wrong = [f"{k} {list(sd[k].shape)} (expected {list(s)})" for k, s in expected.items() if k in sd and tuple(sd[k].shape) != s]
+    wrong = [
+        f"{k} {list(sd[k].shape)} (expected {list(s)})"
+        for k, s in expected.items()
+        if k in sd and tuple(sd[k].shape) != s
+    ]
+
+    def few(items: list[str], n: int, sep: str = ", ") -> str:
+        return sep.join(items[:n]) + (f"{sep}..." if len(items) > n else "")
+
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing tensor(s) ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+        problems.append(f"{len(missing)} missing tensor(s) ({few(missing, 3)})")
     if extra:
-        problems.append(f"{len(extra)} unexpected tensor(s) ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})")
+        problems.append(f"{len(extra)} unexpected tensor(s) ({few(extra, 3)})")
     if wrong:
-        problems.append(f"{len(wrong)} tensor(s) of the wrong shape ({'; '.join(wrong[:2])}{'; ...' if len(wrong) > 2 else ''})")
+        problems.append(f"{len(wrong)} tensor(s) of the wrong shape ({few(wrong, 2, '; ')})")
     if problems:
         raise WeightsError(
             f"{where} does not hold a complete {ckpt.arch.describe()}: {'; '.join(problems)}. "

@@ -205,7 +205,9 @@ class StyledConv(nn.Module):
         self.activate = BiasAct(out_ch)
         self.conv_clamp: float | None = None
 
-    def forward(self, x: torch.Tensor, gain: torch.Tensor | None, w: torch.Tensor, noise: torch.Tensor | None) -> Carried:
+    def forward(
+        self, x: torch.Tensor, gain: torch.Tensor | None, w: torch.Tensor, noise: torch.Tensor | None
+    ) -> Carried:
         """Input activation ``x * gain`` (gain ``(N, Cin)`` or None) -> ``(u, g)``, activation ``u * g``."""
         conv = self.conv
         weight, sumsq = conv.prepared()
@@ -390,7 +392,9 @@ def resolve_device(spec: str) -> torch.device:
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError):
-        raise essence.ConfigError(f"device {spec!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
+        raise essence.ConfigError(
+            f"device {spec!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise essence.EssenceError(
