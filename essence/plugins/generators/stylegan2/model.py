@@ -217,7 +217,9 @@ class StyledConv(nn.Module):
             demod = torch.rsqrt(conv.scale**2 * (styles.square() @ sumsq.T) + 1e-8)
         out_gain = conv.scale * demod
         in_scale = styles if gain is None else styles * gain
-        h = x * in_scale[:, :, None, None].to(x.dtype)
+        scale = in_scale[:, :, None, None].to(x.dtype)
+        # Outside autograd nothing reads x after this layer (ToRGB ran before), so scale it in place.
+        h = x * scale if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad) else x.mul_(scale)
         if conv.upsample:
             h = conv.blur(F.conv_transpose2d(h, weight.to(h.dtype), stride=2))
         else:
@@ -374,7 +376,7 @@ class StyleGAN2Generator(nn.Module, essence.Generator):
     def _synthesis(self, ws: torch.Tensor, noise: NoiseMode) -> torch.Tensor:
         n = ws.shape[0]
         noises = self.noise_maps(n, noise)
-        x = self.input.input.expand(n, -1, -1, -1).contiguous(memory_format=torch.channels_last)
+        x = self.input.input.expand(n, -1, -1, -1).clone(memory_format=torch.channels_last)
         x, gain = self.conv1(x, None, ws[:, 0], noises[0])
         skip = self.to_rgb1(x, gain, ws[:, 1], None)
         for k, to_rgb in enumerate(self.to_rgbs):
