@@ -342,3 +342,14 @@ def test_compiled_synthesis_matches_eager():
     assert max_err(out, eager.synthesize(ws)) < 1e-4
     out.sum().backward()
     assert ws.grad is not None and torch.isfinite(ws.grad).all()
+
+
+def test_inference_leaves_weights_and_buffers_untouched(golden):
+    gen, t, _ = golden
+    before = {k: v.clone() for k, v in gen.state_dict().items()}
+    with torch.no_grad():
+        first = gen.synthesize(t["case.wplus.input"])
+    with torch.inference_mode():
+        second = gen.synthesize(t["case.wplus.input"])
+    assert torch.equal(first, second)
+    assert all(torch.equal(v, before[k]) for k, v in gen.state_dict().items())
