@@ -287,6 +287,8 @@ def test_config_errors():
         essence.get_generator("stylegan2", weights="random", size=16, channels={4: 8, 8: 8})
     with pytest.raises(essence.ConfigError, match="explicit size"):
         essence.get_generator("stylegan2", weights="random")
+    with pytest.raises(essence.ConfigError, match="style_dim"):
+        essence.get_generator("stylegan2", weights="random", size=8, style_dim=0)
     with pytest.raises(essence.ConfigError, match="not a device"):
         essence.get_generator("stylegan2", weights="random", size=8, device="gpu-please")
 

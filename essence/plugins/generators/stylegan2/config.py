@@ -85,11 +85,11 @@ class StyleGAN2Config(essence.ComponentConfig):
         "or 'random' (seeded random weights, for tests and benchmarks)."
     )
     size: int | None = Field(None, description="Output resolution in pixels; None: from the weights file.")
-    style_dim: int | None = Field(None, description="z and w dimension; None: from the file, else 512.")
-    n_mlp: int | None = Field(None, description="Mapping layers; None: from the file, else 8.")
-    lr_mlp: float = Field(0.01, description="Learning-rate multiplier of the mapping network (0.01 in config-f).")
+    style_dim: int | None = Field(None, ge=1, description="z and w dimension; None: from the file, else 512.")
+    n_mlp: int | None = Field(None, ge=1, description="Mapping layers; None: from the file, else 8.")
+    lr_mlp: float = Field(0.01, gt=0, description="Learning-rate multiplier of the mapping network (config-f: 0.01).")
     channel_multiplier: int | None = Field(
-        None, description="Channel table of config-f (2) or configs A-E (1); None: from the file, else 2."
+        None, ge=1, description="Channel table of config-f (2) or configs A-E (1); None: from the file, else 2."
     )
     channels: dict[int, int] | None = Field(
         None, description="Explicit channel table {resolution: channels}; overrides channel_multiplier."
@@ -116,6 +116,8 @@ class StyleGAN2Config(essence.ComponentConfig):
             missing = [r for r in resolutions(self.size) if r not in self.channels]
             if missing:
                 raise ValueError(f"channels has no entry for resolution(s) {missing} (needs 4 ... {self.size})")
+            if any(c < 1 for c in self.channels.values()):
+                raise ValueError("channel counts must be positive")
         return self
 
     def expected(self, found: Architecture | None = None) -> Architecture:
