@@ -28,6 +28,7 @@ ENTRY_POINT_GROUP = "essence"
 #: Modules registered exactly as entry points are, imported by name when the host is first used.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.losses.paper",
+    "essence.plugins.generators.stylegan2",
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",
 )
