@@ -570,6 +570,7 @@ def test_assets_are_registered_with_licence_and_converter():
     assert len(assets["stylegan2-ffhq"].urls) == 2  # NVIDIA's CDN and the older mirror
 
 
-def test_preset_without_weights_points_to_the_pull_command(essence_home):
+def test_preset_without_weights_points_to_the_pull_command(essence_home, monkeypatch):
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")  # uncached default weights would otherwise be downloaded
     with pytest.raises(essence.WeightsError, match="essence weights pull stylegan2-ffhq"):
         essence.get_generator("stylegan2-ffhq")
