@@ -26,6 +26,17 @@ def _interop_dir() -> Path:
 INTEROP = _interop_dir()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests run tiny models, where threads cost more than they give (and thrash on a busy machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def fresh_plugins(monkeypatch):
     """Reload plugins and registry before and after the test (for tests that change the environment)."""
