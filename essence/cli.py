@@ -251,6 +251,13 @@ def doctor_command() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
+    import os
+
+    if os.environ.get("ESSENCE_KEEP_FREED_MEMORY", "1") != "0":
+        # The CLI is one short-lived process: reusing freed memory makes CPU rendering ~1.5x faster.
+        from essence.core.perf import keep_freed_memory
+
+        keep_freed_memory()
     try:
         app = build_app()
     except EssenceError as exc:
