@@ -16,6 +16,7 @@ from essence.core.errors import (
     UnknownComponentError,
     WeightsError,
 )
+from essence.core.devices import resolve_device
 from essence.core.hookspecs import hookimpl
 from essence.core.images import load_image, to_rgb
 from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, Metric, MetricContext, NoiseMode
@@ -58,6 +59,7 @@ __all__ = [
     "list_components",
     "load_assets",
     "load_image",
+    "resolve_device",
     "resolve_weights",
     "to_rgb",
 ]

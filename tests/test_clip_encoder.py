@@ -101,7 +101,7 @@ def test_non_square_images_are_refused(encoder):
 @pytest.mark.parametrize(
     "overrides, error, message",
     [
-        ({"device": "cuda"}, EssenceError, "CUDA is not available"),
+        ({"device": "cuda"}, EssenceError, "sees no CUDA GPU"),
         ({"device": "banana"}, ConfigError, "Unknown device"),
         ({"precision": "fp16"}, ConfigError, "needs a CUDA device"),
         ({"resample": "nearest"}, ConfigError, "resample"),

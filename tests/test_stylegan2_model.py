@@ -289,7 +289,7 @@ def test_config_errors():
         essence.get_generator("stylegan2", weights="random")
     with pytest.raises(essence.ConfigError, match="style_dim"):
         essence.get_generator("stylegan2", weights="random", size=8, style_dim=0)
-    with pytest.raises(essence.ConfigError, match="not a device"):
+    with pytest.raises(essence.ConfigError, match="Unknown device .gpu-please."):
         essence.get_generator("stylegan2", weights="random", size=8, device="gpu-please")
 
 

@@ -65,11 +65,10 @@ class RunOutcome:
 
 
 def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
+    """The device name components are built on; checked before any model is built."""
+    from essence.core.devices import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 def default_out(config: RunConfig) -> Path:

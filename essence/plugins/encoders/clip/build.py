@@ -23,7 +23,7 @@ from essence.plugins.encoders.clip.backends import (
     seeded,
 )
 from essence.plugins.encoders.clip.checkpoint import infer_architecture, read_weights
-from essence.plugins.encoders.clip.encoder import CLIPEncoder, check_precision, resolve_device
+from essence.plugins.encoders.clip.encoder import CLIPEncoder, check_precision
 
 
 def load_visual(tower: torch.nn.Module, state: Mapping[str, torch.Tensor], where: Any, assign: bool = False) -> None:
@@ -65,7 +65,7 @@ def _weights_id(info: Mapping[str, Any]) -> str:
 
 def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
     """An openai-clip image tower: random (``preset`` plus ``architecture``) or from a weights file."""
-    device = resolve_device(config.device)
+    device = essence.resolve_device(config.device)
     check_precision(config.precision, device)
     import_clip()  # before any meta-device block: importing must create real tensors
     if config.weights == "random":
@@ -103,7 +103,7 @@ def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
 
 def build_openclip(config: Any) -> CLIPEncoder:
     """An open_clip model: an open_clip pretrained tag, a weights file or asset, or random."""
-    device = resolve_device(config.device)
+    device = essence.resolve_device(config.device)
     check_precision(config.precision, device)
     open_clip = import_open_clip()
     if config.pretrained and config.weights is not None:

@@ -23,28 +23,6 @@ Precision = Literal["fp32", "fp16", "bf16"]
 _AUTOCAST = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_device(spec: str | torch.device | None) -> torch.device:
-    """``"auto"`` -> CUDA if available, else the CPU; a device that is not there is an EssenceError."""
-    if spec is None or spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"Unknown device {spec!r}. Use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EssenceError(
-                f"Device {spec!r} asked for, but CUDA is not available here. Use device='cpu' or 'auto'."
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise EssenceError(f"Device {spec!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s).")
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise EssenceError(f"Device {spec!r} asked for, but MPS is not available here. Use device='cpu' or 'auto'.")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise EssenceError(f"Device type {device.type!r} is not supported; use 'cpu', 'cuda' or 'mps'.")
-    return device
-
-
 def check_precision(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in _AUTOCAST:
         raise ConfigError(f"Unknown precision {precision!r}; use 'fp32', 'fp16' or 'bf16'.")
@@ -110,7 +88,7 @@ class CLIPEncoder(torch.nn.Module, essence.Encoder):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False)
         super().train(False)
-        self.to(resolve_device(device) if device is not None else _tower_device(tower))
+        self.to(essence.resolve_device(device) if device is not None else _tower_device(tower))
         self._autocast = check_precision(precision, self.device)
         self.embed_dim = int(embed_dim or self._probe_embed_dim())
 

@@ -387,30 +387,6 @@ class StyleGAN2Generator(nn.Module, essence.Generator):
 
 
 # -- building from a config ------------------------------------------------------------------------------
-def resolve_device(spec: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; an unavailable device is the user's to fix."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise essence.ConfigError(
-            f"device {spec!r} is not a device name; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise essence.EssenceError(
-                f"device {spec!r} asked for CUDA, but this PyTorch sees no CUDA GPU; use device='cpu' or 'auto'."
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise essence.EssenceError(
-                f"device {spec!r}: there are only {torch.cuda.device_count()} CUDA device(s); use 'cuda:0'."
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise essence.EssenceError(f"device {spec!r}: MPS is not available here; use device='cpu' or 'auto'.")
-    return device
-
-
 def file_id(path: Path) -> str:
     """SHA256 prefix of a weights file, recorded in direction files."""
     digest = hashlib.sha256()
@@ -424,7 +400,7 @@ def build_generator(config: StyleGAN2Config, name: str = "stylegan2") -> StyleGA
     """A frozen, eval-mode generator for ``config``: seeded random weights, or a checkpoint in any format."""
     from essence.plugins.generators.stylegan2.checkpoints import read_checkpoint
 
-    device = resolve_device(config.device)
+    device = essence.resolve_device(config.device)
     if config.weights == "random":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
