@@ -17,12 +17,20 @@ class StageProgress:
 
     def _start(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
+            TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[loss]}"),
@@ -30,14 +38,20 @@ class StageProgress:
         )
         self.progress.start()
 
-    def update(self, stage: str, step: int, steps: int, loss: float) -> None:
+    def advance(self, stage: str, completed: int, total: int, text: str = "", description: str | None = None) -> None:
+        """Show ``completed`` of ``total`` for ``stage``, with ``text`` (live losses) after the bar."""
         if self.quiet:
             return
         if self.progress is None:
             self._start()
         if stage not in self.tasks:
-            self.tasks[stage] = self.progress.add_task(stage, total=steps, loss="")
-        self.progress.update(self.tasks[stage], completed=step + 1, loss=f"loss {loss:.4f}")
+            self.tasks[stage] = self.progress.add_task(stage, total=total, loss="")
+        self.progress.update(
+            self.tasks[stage], completed=completed, total=total, loss=text, description=description or stage
+        )
+
+    def update(self, stage: str, step: int, steps: int, loss: float) -> None:
+        self.advance(stage, step + 1, steps, f"loss {loss:.4f}")
 
     def note(self, message: str) -> None:
         if self.quiet:

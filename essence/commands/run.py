@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from essence.commands.progress import StageProgress
 from essence.core.errors import EssenceError
 
 EXIT_NONFINITE = 1
@@ -95,62 +96,21 @@ def run_command(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-class _Display:
-    """A rich progress bar with ETA and live losses on stderr, and a summary on stdout (unless quiet)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.progress: Any = None
-        self.task: Any = None
+class _Display(StageProgress):
+    """A progress bar with ETA and live losses on stderr, and a summary on stdout (unless quiet)."""
 
     def start(self, config: Any, done: int) -> None:
-        if self.quiet:
-            return
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[losses]}"),
-            console=Console(stderr=True),
-        )
-        self.progress.start()
-        total = config.steps * config.restarts
-        self.task = self.progress.add_task("optimising", total=total, completed=done, losses="")
+        self.total = config.steps * config.restarts
         self.restarts = config.restarts
+        self.done = done
+        self.advance("optimising", done, self.total)
 
     def step(self, event: Any) -> None:
-        if self.progress is None:
-            return
         r = event.record
+        self.done += 1
         desc = f"restart {event.restart + 1}/{self.restarts}" if self.restarts > 1 else "optimising"
         losses = f"loss {r.loss:.4f}  transfer {r.transfer:.4f}  consistency {r.consistency:.4f}"
-        self.progress.update(self.task, advance=1, description=desc, losses=losses)
-
-    def note(self, message: str) -> None:
-        if self.quiet:
-            return
-        if self.progress is not None:
-            self.progress.console.print(message)
-        else:
-            typer.echo(message, err=True)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.advance("optimising", self.done, self.total, losses, description=desc)
 
     def summary(self, outcome: Any) -> None:
         result, m = outcome.result, outcome.metrics
