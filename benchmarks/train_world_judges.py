@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--noise", type=float, default=0.03, help="max std of added pixel noise")
     p.add_argument("--held-out", type=int, default=2000)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads; 1 is faster on shared cores")
     p.add_argument("--out", type=Path, default=wj.WEIGHTS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -4,8 +4,10 @@ The weights ship as ``toy_clip.safetensors`` beside this file (fp16 storage, flo
 its metadata holds the architecture, the word list and the image mean/std, so the model is rebuilt
 from the file alone: no network, no TorchScript, no pickle. ``toy_clip.json`` records how it was trained.
 
-The state dict has OpenAI CLIP key names (``quick_gelu``, ViT vision tower, text heads = width // 64),
-so ``clip.model.build_model`` reads it too.
+The vision tower is CLIP's ModifiedResNet (the RN50 design, tiny: width 16, one block per stage) at
+32 px, the world's resolution; on a shared 2-core CPU it trained several times faster than a ViT of
+similar size. The state dict has OpenAI CLIP key names (``quick_gelu``, text heads = width // 64), so
+``clip.model.build_model`` reads it too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 #: The shipped architecture (open_clip.CLIP arguments; vision_cfg/text_cfg as dicts).
 ARCH: dict[str, Any] = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 128, "layers": 4, "head_width": 64},
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 16, "head_width": 64},
     "text_cfg": {"context_length": 20, "width": 128, "heads": 2, "layers": 2},
     "quick_gelu": True,
 }
