@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         "component": "world judges (factor classifiers)",
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv or sys.argv[1:])]),
         "seed": args.seed,
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "arguments": {k: v.name if isinstance(v, Path) else v for k, v in vars(args).items()},
         "train_wall_seconds": round(seconds, 1),
         "held_out": {"images": args.held_out, "seed": 424242, **scores},
         "torch": torch.__version__,

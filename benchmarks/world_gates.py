@@ -75,6 +75,26 @@ def judges_report(args) -> bool:
     for style in world.STYLES:
         scores = wj.accuracy(model, sprites, style)
         print(f"  {style:<7}" + "  ".join(f"{k}={v:.4f}" for k, v in scores.items()))
+
+    def confident(images: np.ndarray) -> float:
+        got = wj.judge(model, images)
+        return float(np.all([got[f + "_confidence"] >= CONFIDENCE for f in wj.ESSENCE], axis=0).mean())
+
+    rng = np.random.default_rng([args.seed, 2])
+    clean = world.render(sprites).astype(np.float32)
+    other = world.render(world.sample_sprites(args.images, [args.seed, 3])).astype(np.float32)
+    small = clean.reshape(-1, 8, 4, 8, 4, 3).mean(axis=(2, 4))
+    cases = {
+        "clean": clean,
+        "clean + noise (std 8/255)": clean + rng.normal(0, 8, clean.shape),
+        "70/30 blend of two sprites": 0.7 * clean + 0.3 * other,
+        "50/50 blend of two sprites": 0.5 * clean + 0.5 * other,
+        "4x downsampled, upsampled": small.repeat(4, axis=1).repeat(4, axis=2),
+        "uniform noise": rng.uniform(0, 255, clean.shape),
+    }
+    print(f"share judged confidently (p >= {CONFIDENCE} on every essence factor): the generator gate's 'not mush' test")
+    for name, images in cases.items():
+        print(f"  {name:<28}{confident(np.clip(np.rint(images), 0, 255).astype(np.uint8)):7.3f}")
     return True
 
 
