@@ -56,11 +56,14 @@ def clip_gates(args) -> bool:
     both = toy.encode_images(world.render(sprites, "clean")) * toy.encode_images(world.render(sprites, "sketch"))
     cross = both.sum(1).numpy()
     print(f"\ncosine between embeddings of image pairs ({args.images} pairs)       mean     p5    min")
-    print(f"  only identity differs (position/size), clean   {cos['identity'].mean():7.3f}{np.percentile(cos['identity'], 5):7.3f}"
-          f"{cos['identity'].min():7.3f}  gate >= {COSINE_GATE}: {verdict(passed)}")
-    print(f"  one essence factor differs (for scale)         {cos['essence'].mean():7.3f}{np.percentile(cos['essence'], 5):7.3f}"
-          f"{cos['essence'].min():7.3f}")
-    print(f"  same sprite, clean vs sketch                   {cross.mean():7.3f}{np.percentile(cross, 5):7.3f}{cross.min():7.3f}")
+
+    def row(name: str, values: np.ndarray) -> str:
+        return f"  {name:<47}{values.mean():7.3f}{np.percentile(values, 5):7.3f}{values.min():7.3f}"
+
+    print(row("only identity differs (position/size), clean", cos["identity"])
+          + f"  gate >= {COSINE_GATE}: {verdict(passed)}")
+    print(row("one essence factor differs (for scale)", cos["essence"]))
+    print(row("same sprite, clean vs sketch", cross))
     print(f"\n({time.time() - start:.0f} s; zero-shot = single-factor prompt ensembles; joint = nearest of all "
           f"{int(np.prod([len(v) for v in world.ESSENCE_FACTORS.values()]))} full captions)")
     return ok

@@ -1,13 +1,13 @@
 """Train toy-clip: a tiny CLIP on the toy world's images and essence-only captions.
 
 Each step draws sprites (identity factors random) from a pre-rendered pool, takes a share of them in
-the sketch style, and writes each a fresh caption naming all or a random subset of its essence factors. The loss is CLIP's
-symmetric contrastive loss with multi-positive targets: an image and a caption match when every
-factor the caption names agrees with the image (two images of the same essence share captions, so
-in-batch "negatives" that are really positives are not pushed apart). Nothing in the text ever
-names position or size, so the encoder learns to see essence and not identity.
+the sketch style, and writes each a fresh caption naming all or a random subset of its essence
+factors. The loss is CLIP's symmetric contrastive loss with multi-positive targets: an image and a
+caption match when every factor the caption names agrees with the image (two images of the same
+essence share captions, so in-batch "negatives" that are really positives are not pushed apart).
+Nothing in the text ever names position or size, so the encoder learns to see essence and not identity.
 
-    nice -n 10 python scripts/train_toy_clip.py            # the shipped weights (10 to 60 min on 2 shared cores)
+    nice -n 10 python scripts/train_toy_clip.py   # the shipped weights: 11 min on a shared 2-core CPU
     python scripts/train_toy_clip.py --steps 200 --out /tmp/t.safetensors   # a quick try
 """
 
@@ -128,9 +128,11 @@ def main(argv=None) -> int:
             for k, v in toyclip.ARCH.items()}
     tokenizer = toyclip.Tokenizer(world.vocabulary(), arch["text_cfg"]["context_length"])
     model = toyclip.build_model(arch, tokenizer.vocab_size)
-    toy = toyclip.ToyClip(model, tokenizer, arch["vision_cfg"]["image_size"], toyclip.OPENAI_MEAN, toyclip.OPENAI_STD, arch)
+    size = arch["vision_cfg"]["image_size"]
+    toy = toyclip.ToyClip(model, tokenizer, size, toyclip.OPENAI_MEAN, toyclip.OPENAI_STD, arch)
     params = sum(p.numel() for p in model.parameters())
-    print(f"toy-clip: {params:,} parameters, vocabulary {tokenizer.vocab_size}, {args.steps} steps of {args.batch}", flush=True)
+    print(f"toy-clip: {params:,} parameters, vocabulary {tokenizer.vocab_size}, "
+          f"{args.steps} steps of {args.batch}", flush=True)
 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -210,7 +212,8 @@ def main(argv=None) -> int:
     }
     record_path = args.out.with_suffix(".json")
     record_path.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) and {record_path}; {train_seconds / 60:.1f} min", flush=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) and {record_path}; "
+          f"{train_seconds / 60:.1f} min", flush=True)
     return 0
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from essence.core.errors import WeightsError
+from essence.core.errors import ConfigError, WeightsError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -64,13 +64,13 @@ class Tokenizer:
             words = re.findall(r"[a-z]+", text.lower())
             unknown = [w for w in words if w not in self.ids]
             if unknown:
-                raise ValueError(
+                raise ConfigError(
                     f"toy-clip does not know the word(s) {', '.join(map(repr, unknown))}; "
                     f"it knows only: {' '.join(self.words)}"
                 )
             ids = [self.SOT, *(self.ids[w] for w in words), self.eot]
             if len(ids) > self.context_length:
-                raise ValueError(f"{text!r} is too long for toy-clip ({self.context_length - 2} words at most)")
+                raise ConfigError(f"{text!r} is too long for toy-clip ({self.context_length - 2} words at most)")
             out[row, : len(ids)] = torch.tensor(ids)
         return out
 
@@ -175,7 +175,9 @@ def load_toy_clip(path: str | Path | None = None, device: str = "cpu") -> ToyCli
     model = build_model(arch, tokenizer.vocab_size)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
-        raise WeightsError(f"{path} does not match toy-clip's architecture (missing {missing}, unexpected {unexpected}).")
+        raise WeightsError(
+            f"{path} does not match toy-clip's architecture (missing {missing}, unexpected {unexpected})."
+        )
     model = model.to(device).eval()
     return ToyClip(
         model=model,

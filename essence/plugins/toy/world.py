@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from essence.core.errors import ConfigError
+
 #: Essence factors and their values, in label order (the index is the class id).
 ESSENCE_FACTORS: dict[str, tuple[str, ...]] = {
     "shape": ("circle", "square", "triangle", "cross"),
@@ -69,10 +71,10 @@ class Sprite:
     def __post_init__(self) -> None:
         for factor, values in ESSENCE_FACTORS.items():
             if getattr(self, factor) not in values:
-                raise ValueError(f"{factor} must be one of {', '.join(values)}, not {getattr(self, factor)!r}")
+                raise ConfigError(f"{factor} must be one of {', '.join(values)}, not {getattr(self, factor)!r}")
         for factor, (lo, hi) in IDENTITY_FACTORS.items():
             if not lo - 1e-9 <= getattr(self, factor) <= hi + 1e-9:
-                raise ValueError(f"{factor} must lie in [{lo}, {hi}], not {getattr(self, factor)!r}")
+                raise ConfigError(f"{factor} must lie in [{lo}, {hi}], not {getattr(self, factor)!r}")
 
     @property
     def essence(self) -> dict[str, str]:
@@ -148,7 +150,7 @@ def _gauge(shape: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         au, av = np.abs(u), np.abs(v)
         width = 0.36
         return np.minimum(np.maximum(au, av / width), np.maximum(au / width, av))
-    raise ValueError(shape)
+    raise ConfigError(f"unknown shape {shape!r}")
 
 
 def _pattern_cells(pattern: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -159,7 +161,7 @@ def _pattern_cells(pattern: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         return np.floor((v + 1.0) * 2.5).astype(np.int64) % 2 == 1
     if pattern == "checked":
         return (np.floor((u + 1.0) * 2.0).astype(np.int64) + np.floor((v + 1.0) * 2.0).astype(np.int64)) % 2 == 1
-    raise ValueError(pattern)
+    raise ConfigError(f"unknown pattern {pattern!r}")
 
 
 def _render_one(sprite: Sprite, style: str, resolution: int) -> np.ndarray:
@@ -192,7 +194,7 @@ def _render_one(sprite: Sprite, style: str, resolution: int) -> np.ndarray:
             body = np.where(cells[..., None], 0.2 * paper_bg + 0.8 * fill, paper_bg)
         image = np.where(outline, fill, np.where(inner, body, paper_bg))
     else:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+        raise ConfigError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
 
     image = image.reshape(resolution, SUPERSAMPLE, resolution, SUPERSAMPLE, 3).mean(axis=(1, 3))
     if style == "sketch":
@@ -210,7 +212,7 @@ def render(
 ) -> np.ndarray:
     """RGB uint8 image(s): (H, W, 3) for one sprite, (N, H, W, 3) for several."""
     if style not in STYLES:
-        raise ValueError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
+        raise ConfigError(f"style must be one of {', '.join(STYLES)}, not {style!r}")
     if isinstance(sprites, Sprite):
         return _render_one(sprites, style, resolution)
     items = list(sprites)
@@ -221,9 +223,18 @@ def render(
 
 # -- captions ---------------------------------------------------------------------------------------
 
-_SHAPE_WORDS = {"circle": ("circle", "disc"), "square": ("square", "box"), "triangle": ("triangle",), "cross": ("cross", "plus")}
+_SHAPE_WORDS = {
+    "circle": ("circle", "disc"),
+    "square": ("square", "box"),
+    "triangle": ("triangle",),
+    "cross": ("cross", "plus"),
+}
 _COLOUR_WORDS = {c: (c,) for c in ESSENCE_FACTORS["colour"]}
-_PATTERN_ADJECTIVES = {"plain": ("plain", "solid"), "striped": ("striped", "stripy"), "checked": ("checked", "checkered")}
+_PATTERN_ADJECTIVES = {
+    "plain": ("plain", "solid"),
+    "striped": ("striped", "stripy"),
+    "checked": ("checked", "checkered"),
+}
 _PATTERN_PHRASES = {
     "plain": ("with no pattern",),
     "striped": ("with stripes",),
@@ -254,7 +265,7 @@ def caption(
     rng = _rng(seed)
     named = set(ESSENCE_FACTORS) if mention is None else set(mention)
     if not named or not named <= set(ESSENCE_FACTORS):
-        raise ValueError(f"mention must be a non-empty subset of {', '.join(ESSENCE_FACTORS)}")
+        raise ConfigError(f"mention must be a non-empty subset of {', '.join(ESSENCE_FACTORS)}")
 
     def pick(options: Sequence[str]) -> str:
         return options[int(rng.integers(len(options)))]
@@ -285,7 +296,7 @@ def caption(
 def prompts(factor: str, value: str, n: int = 8) -> list[str]:
     """Distinct captions naming only ``factor = value``: zero-shot prompts, fixed for a given n."""
     if factor not in ESSENCE_FACTORS or value not in ESSENCE_FACTORS[factor]:
-        raise ValueError(f"unknown essence value {factor}={value!r}")
+        raise ConfigError(f"unknown essence value {factor}={value!r}")
     essence = {f: v[0] for f, v in ESSENCE_FACTORS.items()} | {factor: value}
     rng = np.random.default_rng([ESSENCE_FACTORS[factor].index(value), 17])
     found: list[str] = []
