@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.generators.stylegan2",
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",
+    "essence.plugins.toy",
 )
 
 
