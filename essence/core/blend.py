@@ -30,6 +30,7 @@ from essence.core.runconfig import (
     DEFAULT_COMPONENTS,
     ComponentSpec,
     SourcesConfig,
+    _Seeds,
     _Strict,
     deep_merge,
     format_config_errors,
@@ -56,7 +57,7 @@ class BlendHeldout(_Strict):
     latents: Union[str, None] = None
 
 
-class BlendConfig(_Strict):
+class BlendConfig(_Seeds, _Strict):
     """Everything ``essence blend`` needs; ``config.json`` in a blend folder is this, validated."""
 
     method: Literal["stylegan", "clip"]
@@ -91,13 +92,6 @@ class BlendConfig(_Strict):
     def label(self) -> str:
         return METHODS[self.method]
 
-    @property
-    def sources_seed(self) -> int:
-        return self.seed if self.sources.seed is None else self.sources.seed
-
-    @property
-    def heldout_seed(self) -> int:
-        return self.seed + 1_000_000 if self.heldout.seed is None else self.heldout.seed
 
 
 def validate_blend_config(data: Mapping[str, Any] | BlendConfig) -> BlendConfig:

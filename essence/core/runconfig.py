@@ -24,6 +24,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
 
+class _Seeds:
+    """The seeds a config with ``seed``, ``sources`` and ``heldout`` fields derives (runs and blends)."""
+
+    @property
+    def sources_seed(self) -> int:
+        return self.seed if self.sources.seed is None else self.sources.seed
+
+    @property
+    def heldout_seed(self) -> int:
+        return self.seed + 1_000_000 if self.heldout.seed is None else self.heldout.seed
+
+
 class ComponentSpec(_Strict):
     """A registered component by name, with overrides of its own configuration."""
 
@@ -81,7 +93,7 @@ class LossSpec(_Strict):
 DEFAULT_COMPONENTS: dict[str, Any] = {"generator": {"name": "stylegan2-ffhq"}, "encoder": {"name": "clip-vitb32"}}
 
 
-class RunConfig(_Strict):
+class RunConfig(_Seeds, _Strict):
     """Everything one essence-transfer run needs; ``config.json`` in a run folder is this, validated."""
 
     preset: str = Field("paper", description="Settings under everything else: paper, paper-ood or targetclip.")
@@ -147,13 +159,6 @@ class RunConfig(_Strict):
         spec = self.loss_weights().get(name)
         return spec.weight if spec is not None else 0.0
 
-    @property
-    def sources_seed(self) -> int:
-        return self.seed if self.sources.seed is None else self.sources.seed
-
-    @property
-    def heldout_seed(self) -> int:
-        return self.seed + 1_000_000 if self.heldout.seed is None else self.heldout.seed
 
     def init_seed(self, restart: int = 0) -> int:
         base = self.seed + 2_000_000 if self.init.seed is None else self.init.seed
