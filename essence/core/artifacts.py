@@ -38,6 +38,17 @@ STRING_METADATA = frozenset(
 )
 
 
+def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
+    """safetensors metadata (all strings) -> values: JSON decoded, except the keys that are plain strings."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = value if key in STRING_METADATA else json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 # -- latents ---------------------------------------------------------------------------------------
 
 
@@ -235,12 +246,7 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
         raise
     except Exception as exc:
         raise EssenceError(f"Cannot read direction file {p}: {exc}") from None
-    meta: dict[str, Any] = {}
-    for key, value in raw_meta.items():
-        try:
-            meta[key] = value if key in STRING_METADATA else json.loads(value)
-        except ValueError:
-            meta[key] = value
+    meta = decode_metadata(raw_meta)
     if b.dim() != 2:
         raise EssenceError(f"Direction file {p}: 'b' has shape {tuple(b.shape)}; expected (num_ws, w_dim).")
     return Direction(b=b, d=d, metadata=meta)

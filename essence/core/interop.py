@@ -226,8 +226,6 @@ def import_latents(
 
 def read_latent_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata of one of our ``.safetensors`` latent files (empty for other formats)."""
-    import json
-
     p = Path(path)
     if p.suffix.lower() != ".safetensors":
         return {}
@@ -235,12 +233,6 @@ def read_latent_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     with safe_open(str(p), framework="pt") as fh:
         raw = fh.metadata() or {}
-    from essence.core.artifacts import STRING_METADATA
+    from essence.core.artifacts import decode_metadata
 
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            out[key] = value if key in STRING_METADATA else json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
+    return decode_metadata(raw)
