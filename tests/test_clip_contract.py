@@ -89,3 +89,30 @@ def test_no_network_at_import_registration_listing_or_local_construction(tmp_pat
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NO NETWORK" in result.stdout
+
+
+def test_openai_clip_imports_without_pkg_resources_and_without_its_warning(tmp_path):
+    """openai-clip imports pkg_resources (gone from setuptools >= 81, deprecated and warning before): the
+    stub stands in even where an old setuptools ships it, nothing warns, and no pkg_resources is left."""
+    old_setuptools = tmp_path / "old-setuptools"
+    old_setuptools.mkdir()
+    (old_setuptools / "pkg_resources.py").write_text(
+        "import warnings\nimport packaging\n"
+        "warnings.warn('pkg_resources is deprecated as an API.', UserWarning, stacklevel=2)\n"
+    )
+    code = textwrap.dedent(
+        """
+        import sys, warnings
+        from essence.plugins.encoders.clip.backends import import_clip
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clip = import_clip()
+        assert hasattr(clip, "load"), clip
+        assert "pkg_resources" not in sys.modules, "the stub leaked"
+        assert not [w for w in caught if "pkg_resources" in str(w.message)], [str(w.message) for w in caught]
+        print("OK")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(old_setuptools)])}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]

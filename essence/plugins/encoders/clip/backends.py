@@ -9,7 +9,6 @@ is 64 wide), because checkpoints do not record them.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import sys
 import types
 from collections.abc import Iterator, Mapping
@@ -48,14 +47,15 @@ OPENAI_PRESETS: dict[str, tuple[str, str]] = {
 def import_clip() -> types.ModuleType:
     """``import clip`` (openai-clip 1.0.1), which needs ``pkg_resources.packaging``.
 
-    setuptools >= 81 no longer ships ``pkg_resources``; when it is missing, a stub exposing the real
-    ``packaging`` stands in while ``clip`` imports, and is removed afterwards so that nothing else
-    mistakes it for the real module.
+    clip uses nothing of it but ``packaging.version``. setuptools >= 81 no longer ships
+    ``pkg_resources``, and older ones warn that it is deprecated and take a while to import it; so,
+    unless something already imported the real one, a stub exposing the real ``packaging`` stands in
+    while ``clip`` imports, and is removed afterwards so that nothing else mistakes it for the real module.
     """
     if "clip" in sys.modules:
         return sys.modules["clip"]
     shim = None
-    if "pkg_resources" not in sys.modules and importlib.util.find_spec("pkg_resources") is None:
+    if "pkg_resources" not in sys.modules:
         import packaging
         import packaging.version
 
