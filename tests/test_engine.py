@@ -209,3 +209,16 @@ def test_bf16_autocast_runs_on_cpu(components, target_file):
     G, C = components
     result = essence.optimize_direction(G, C, target_file, config={"steps": 3, "precision": "bf16", "heldout": {"count": 0}})
     assert result.status == "completed" and result.direction.dtype == torch.float32
+
+
+def test_renderer_lets_cudnn_pick_its_fastest_convolutions_on_cuda_only(monkeypatch):
+    """Every step renders the same shapes, so on CUDA the engine turns on cuDNN's algorithm timing."""
+    from types import SimpleNamespace
+
+    from essence.core.engine import Renderer
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    Renderer(SimpleNamespace(device=torch.device("cpu")), SimpleNamespace())
+    assert torch.backends.cudnn.benchmark is False
+    Renderer(SimpleNamespace(device=torch.device("cuda", 0)), SimpleNamespace())
+    assert torch.backends.cudnn.benchmark is True

@@ -175,9 +175,12 @@ class Renderer:
         self.chunk = chunk
         self.precision = precision
         self._fn: Callable[[torch.Tensor], torch.Tensor] = self._embed
-        if compile:
-            import torch
+        import torch
 
+        if torch.device(generator.device).type == "cuda":
+            # Every step renders the same shapes: let cuDNN time its convolution algorithms once.
+            torch.backends.cudnn.benchmark = True
+        if compile:
             self._fn = torch.compile(self._embed)
 
     def _embed(self, ws: torch.Tensor) -> torch.Tensor:
