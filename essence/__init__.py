@@ -81,6 +81,7 @@ _LAZY: dict[str, str] = {
     "save_direction": "essence.core.artifacts",
     "load_latents": "essence.core.artifacts",
     "save_latents": "essence.core.artifacts",
+    "ensure_writable_dir": "essence.core.artifacts",
 }
 
 

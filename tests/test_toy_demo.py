@@ -82,3 +82,11 @@ def test_bundled_targets_are_what_the_world_renders():
     for t in demo.TARGETS.values():
         shipped = np.asarray(Image.open(t.path).convert("RGB"))
         assert np.array_equal(shipped, world.render(t.sprite, t.style))
+
+
+def test_unwritable_demo_folder_is_a_short_error(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["demo", "--out", str(blocker / "demo"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write to output folder" in err and "Traceback" not in err

@@ -123,7 +123,7 @@ def run_demo(
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise essence.EssenceError(f"Unknown demo target {unknown[0]!r}; use {' or '.join(TARGETS)}.")
-    out.mkdir(parents=True, exist_ok=True)
+    essence.ensure_writable_dir(out)
     (out / MARKER).write_text(json.dumps({"targets": list(targets), "steps": steps, "seed": seed}, indent=2))
     results = []
     for name in targets:
