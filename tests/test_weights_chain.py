@@ -87,3 +87,14 @@ def test_weights_convert_command_reports_what_it_found(rosinality_pt, tmp_path, 
         assert fact in printed
     generator = essence.get_generator("stylegan2", weights=str(out), device="cpu")
     assert (generator.synthesize(golden_g["case.wplus.input"]) - golden_g["case.wplus.image"]).abs().max() < 1e-4
+
+
+def test_weights_convert_to_an_unwritable_place_is_a_short_error(rosinality_pt, tmp_path, capsys):
+    where = tmp_path / "out"
+    where.mkdir()
+    blocker = where / "a-file"
+    blocker.write_text("")
+    assert main(["weights", "convert", str(rosinality_pt), str(blocker / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "Cannot write" in err and "a file is in the way" in err and "Traceback" not in err
+    assert [p.name for p in where.iterdir()] == ["a-file"]

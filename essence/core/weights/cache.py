@@ -279,8 +279,13 @@ def convert_file(
             names = ", ".join(c.name for c in found)
             raise WeightsError(f"Several converters recognise {src} ({names}); choose one with --format.")
         converter = found[0]
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.partial.safetensors")
+    try:  # before any work: a destination we cannot write is the user's to change
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(b"")
+    except OSError as exc:
+        reason = "a file is in the way" if isinstance(exc, (FileExistsError, NotADirectoryError)) else exc.strerror
+        raise WeightsError(f"Cannot write {dst}: {reason or exc}. Choose another destination.") from None
     try:
         info = converter.convert(src, tmp)
         if not tmp.is_file():
