@@ -47,7 +47,7 @@ def test_demo_edits_the_held_out_sources(demo_out):
     assert min(moved) > 0.5  # every held-out source changed
 
 
-def test_demo_quiet_prints_the_run_folders(demo_out, capsys, tmp_path):
+def test_demo_quiet_prints_the_run_folders(capsys, tmp_path):
     out = tmp_path / "again"
     assert main(["demo", "--out", str(out), "--steps", "2", "--target", "in-domain", "--quiet"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "in-domain")

@@ -93,7 +93,6 @@ class BlendConfig(_Seeds, _Strict):
         return METHODS[self.method]
 
 
-
 def validate_blend_config(data: Mapping[str, Any] | BlendConfig) -> BlendConfig:
     if isinstance(data, BlendConfig):
         return data

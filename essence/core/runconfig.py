@@ -159,7 +159,6 @@ class RunConfig(_Seeds, _Strict):
         spec = self.loss_weights().get(name)
         return spec.weight if spec is not None else 0.0
 
-
     def init_seed(self, restart: int = 0) -> int:
         base = self.seed + 2_000_000 if self.init.seed is None else self.init.seed
         return base + restart

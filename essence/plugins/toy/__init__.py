@@ -1,7 +1,7 @@
 """The toy world: procedural sprites with known factors, and the small models trained on them.
 
-Registers the ``toy-sprites`` generator, the ``toy-clip`` encoder and the ``essence demo`` command. Submodules import numpy/torch;
-this package imports neither, so listing plugins stays light.
+Registers the ``toy-sprites`` generator, the ``toy-clip`` encoder and the ``essence demo`` command.
+Submodules import numpy/torch; this package imports neither, so listing plugins stays light.
 """
 
 from __future__ import annotations
