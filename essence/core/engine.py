@@ -1,6 +1,6 @@
 """The essence-transfer engine: find one direction b in W+ whose edit carries the target's essence (eq. 8).
 
-One step (see ../shared/specs/targetclip-reference.md for the official loop it can reproduce):
+One step (see docs/specs/targetclip-reference.md for the official loop it can reproduce):
 render the shifted sources G(w_s + c_s b) in one batch, embed them, sum the weighted loss terms on the
 embeddings, back-propagate, step the coefficients' Adam (when on), then the direction's Adam (classic L2
 weight decay) with the scheduled lr. Trace values are logged before the update. The source embeddings are

@@ -34,7 +34,7 @@ DESCRIPTIONS = {
 
 
 def build(config: StyleGAN2Config, name: str = "stylegan2") -> Any:
-    from essence.plugins.generators.stylegan2.model import build_generator
+    from essence.plugins.generators.stylegan2.build import build_generator
 
     return build_generator(config, name)
 

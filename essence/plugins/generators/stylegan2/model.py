@@ -1,7 +1,7 @@
 """StyleGAN2 config-f generator in pure PyTorch, in the rosinality state-dict layout.
 
 References: Karras et al., "Analyzing and Improving the Image Quality of StyleGAN" (CVPR 2020);
-../shared/specs/stylegan2.md (architecture, checkpoint formats, fidelity). Module and parameter
+docs/specs/stylegan2.md (architecture, checkpoint formats, fidelity). Module and parameter
 names follow rosinality/stylegan2-pytorch, so its checkpoints load with ``strict=True``.
 
 Speed without changing the function (float32 results agree with the reference to ~1e-5):
@@ -20,10 +20,8 @@ Speed without changing the function (float32 results agree with the reference to
 
 from __future__ import annotations
 
-import hashlib
 import math
 from contextlib import nullcontext
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -35,7 +33,6 @@ from essence.plugins.generators.stylegan2.config import Architecture
 
 if TYPE_CHECKING:
     from essence import NoiseMode
-    from essence.plugins.generators.stylegan2.config import StyleGAN2Config
 
 SQRT2 = math.sqrt(2.0)
 BLUR_KERNEL = (1.0, 3.0, 3.0, 1.0)
@@ -384,46 +381,3 @@ class StyleGAN2Generator(nn.Module, essence.Generator):
             x, gain = self.convs[2 * k + 1](x, gain, ws[:, 2 * k + 2], noises[2 * k + 2])
             skip = to_rgb(x, gain, ws[:, 2 * k + 3], skip)
         return skip
-
-
-# -- building from a config ------------------------------------------------------------------------------
-def file_id(path: Path) -> str:
-    """SHA256 prefix of a weights file, recorded in direction files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def build_generator(config: StyleGAN2Config, name: str = "stylegan2") -> StyleGAN2Generator:
-    """A frozen, eval-mode generator for ``config``: seeded random weights, or a checkpoint in any format."""
-    from essence.plugins.generators.stylegan2.checkpoints import read_checkpoint
-
-    device = essence.resolve_device(config.device)
-    if config.weights == "random":
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            generator = StyleGAN2Generator(config.expected(), config.lr_mlp)
-    else:
-        path = essence.resolve_weights(config.weights, kind="generator")
-        ckpt = read_checkpoint(path)
-        arch = config.expected(ckpt.arch)
-        if arch != ckpt.arch:
-            raise essence.WeightsError(
-                f"{path} holds a {ckpt.arch.describe()} with channels {ckpt.arch.channels}, but generator "
-                f"{name!r} is configured for a {arch.describe()} with channels {arch.channels}. Pass the "
-                "matching weights, or use generator 'stylegan2', which takes its architecture from the file."
-            )
-        with torch.device("meta"):
-            generator = StyleGAN2Generator(arch, config.lr_mlp)
-        generator.to_empty(device="cpu")
-        generator.load_state_dict(ckpt.state_dict, strict=True)
-        if ckpt.latent_avg is not None:
-            generator.mean_w = ckpt.latent_avg
-        generator.weights_id = file_id(path)
-    generator.requires_grad_(False).eval().to(device)
-    if config.dtype != "float32":
-        generator.autocast_dtype = getattr(torch, config.dtype)
-    generator.use_compile = config.compile
-    return generator
