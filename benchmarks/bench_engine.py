@@ -41,7 +41,7 @@ def _load_plugin(spec: str) -> None:
 
 def _component(kind: str, name: str, sets: list[str], device: str) -> Any:
     from essence.core.registry import get_registry
-    from essence.core.runconfig import parse_set
+    from essence.method.runconfig import parse_set
 
     reg = get_registry().get(kind, name)
     config = parse_set(sets)
@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from PIL import Image
 
-    from essence.core.engine import TransferOptimizer, evaluate_terms
+    from essence.method.engine import TransferOptimizer, evaluate_terms
     from essence.core.interfaces import LossContext
-    from essence.core.runconfig import validate_run_config
-    from essence.core.runner import resolve_device
+    from essence.method.runconfig import validate_run_config
+    from essence.method.runner import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

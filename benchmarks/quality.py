@@ -75,9 +75,9 @@ def main(argv=None) -> int:
     from PIL import Image
 
     import essence
-    from essence.core.blend import clip_blend, mean_target, stylegan_blend
+    from essence.workflows.blend import clip_blend, mean_target, stylegan_blend
     from essence.core.images import to_uint8
-    from essence.core.invert import InversionConfig, invert_image
+    from essence.workflows.invert import InversionConfig, invert_image
     from essence.plugins.toy import world
 
     generator = essence.get_generator("toy-sprites", device="cpu")

@@ -28,8 +28,8 @@ from essence.core.registry import (
     get_registry,
     list_components,
 )
-from essence.core.weights.assets import Asset, load_assets
-from essence.core.weights.resolve import resolve_weights
+from essence.weights.assets import Asset, load_assets
+from essence.weights.resolve import resolve_weights
 
 __version__ = "0.1.0"
 
@@ -66,22 +66,22 @@ __all__ = [
 
 # Heavy parts of the API, imported on first access.
 _LAZY: dict[str, str] = {
-    # the engine (essence.core.engine / runconfig / runner / artifacts)
-    "optimize_direction": "essence.core.engine",
-    "TransferResult": "essence.core.engine",
-    "TraceRecord": "essence.core.engine",
-    "StepEvent": "essence.core.engine",
-    "RunConfig": "essence.core.runconfig",
-    "build_run_config": "essence.core.runconfig",
-    "list_presets": "essence.core.runconfig",
-    "execute_run": "essence.core.runner",
-    "resume_run": "essence.core.runner",
-    "Direction": "essence.core.artifacts",
-    "load_direction": "essence.core.artifacts",
-    "save_direction": "essence.core.artifacts",
-    "load_latents": "essence.core.artifacts",
-    "save_latents": "essence.core.artifacts",
-    "ensure_writable_dir": "essence.core.artifacts",
+    # the engine (essence.method.engine / runconfig / runner / artifacts)
+    "optimize_direction": "essence.method.engine",
+    "TransferResult": "essence.method.engine",
+    "TraceRecord": "essence.method.engine",
+    "StepEvent": "essence.method.engine",
+    "RunConfig": "essence.method.runconfig",
+    "build_run_config": "essence.method.runconfig",
+    "list_presets": "essence.method.runconfig",
+    "execute_run": "essence.method.runner",
+    "resume_run": "essence.method.runner",
+    "Direction": "essence.method.artifacts",
+    "load_direction": "essence.method.artifacts",
+    "save_direction": "essence.method.artifacts",
+    "load_latents": "essence.method.artifacts",
+    "save_latents": "essence.method.artifacts",
+    "ensure_writable_dir": "essence.method.artifacts",
 }
 
 

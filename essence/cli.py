@@ -95,9 +95,9 @@ def build_app() -> typer.Typer:
     from essence.commands.blend import blend_command
     from essence.commands.compare import compare_command
     from essence.commands.evaluate import eval_command
-    from essence.commands.importer import import_app
+    from essence.commands.interop import import_app
     from essence.commands.run import run_command
-    from essence.core.weights.cli import weights_app
+    from essence.commands.weights import weights_app
 
     app.command("run")(run_command)
     app.command("apply")(apply_command)

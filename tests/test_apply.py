@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import essence
 from essence.cli import build_app
-from essence.core.apply import alpha_range
+from essence.workflows.apply import alpha_range
 
 
 def invoke(*args):

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import essence
-from essence.core.artifacts import contact_sheet, ensure_writable_dir, loss_plot
+from essence.method.artifacts import contact_sheet, ensure_writable_dir, loss_plot
 from essence.core.errors import EssenceError
 
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import essence
 from essence.cli import build_app
-from essence.core.blend import clip_blend
+from essence.workflows.blend import clip_blend
 
 
 def invoke(*args):

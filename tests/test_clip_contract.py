@@ -51,7 +51,7 @@ NO_NETWORK = textwrap.dedent(
     socket.create_connection = refuse
 
     import essence
-    from essence.core.weights import get_assets, get_converters
+    from essence.weights import get_assets, get_converters
     essence.list_components()
     get_assets(); get_converters()
     assert "torch" not in sys.modules, "listing imported torch"

@@ -16,7 +16,7 @@ from safetensors import safe_open
 
 import essence
 from essence import WeightsError
-from essence.core.weights import get_assets, get_converters
+from essence.weights import get_assets, get_converters
 from essence.plugins.encoders.clip import import_clip
 from essence.plugins.encoders.clip.checkpoint import detect, infer_architecture, read_weights
 

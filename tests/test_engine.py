@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import essence
-from essence.core.engine import TransferOptimizer, lr_at
+from essence.method.engine import TransferOptimizer, lr_at
 from essence.core.errors import EssenceError
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
@@ -215,7 +215,7 @@ def test_renderer_lets_cudnn_pick_its_fastest_convolutions_on_cuda_only(monkeypa
     """Every step renders the same shapes, so on CUDA the engine turns on cuDNN's algorithm timing."""
     from types import SimpleNamespace
 
-    from essence.core.engine import Renderer
+    from essence.method.engine import Renderer
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     Renderer(SimpleNamespace(device=torch.device("cpu")), SimpleNamespace())

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import essence
 from essence.cli import build_app
-from essence.core.interop import read_latent_metadata, read_latents
+from essence.workflows.interop import read_latent_metadata, read_latents
 
 TARGETCLIP = INTEROP / "targetclip"
 needs_interop = pytest.mark.skipif(not TARGETCLIP.is_dir(), reason=f"no interop files at {TARGETCLIP}")

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import essence
 from essence.cli import build_app
-from essence.core.runconfig import validate_run_config
+from essence.method.runconfig import validate_run_config
 
 STEPS = 10
 
@@ -182,7 +182,7 @@ def test_periodic_checkpoints_are_written_and_cleared(doubles, target_file, tmp_
     def spy(event):
         seen.append((out / "checkpoint.pt").exists())
 
-    from essence.core.runner import execute_run
+    from essence.method.runner import execute_run
 
     cfg = validate_run_config({"generator": "tiny-gen", "encoder": "tiny-enc", "target": str(target_file), "steps": 6, "checkpoint_every": 2})
     outcome = execute_run(cfg, out=out, callback=spy)

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 
 import essence
-from essence.core.weights.assets import get_assets, get_converters
+from essence.weights.assets import get_assets, get_converters
 from essence.plugins.generators.stylegan2.checkpoints import convert, read_checkpoint, sniff
 from essence.plugins.generators.stylegan2.config import Architecture
 from essence.plugins.generators.stylegan2.model import StyleGAN2Generator

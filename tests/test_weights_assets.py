@@ -9,7 +9,7 @@ import pytest
 from weights_support import WeightsTestPlugin, make_asset, make_blob, plugin  # noqa: F401
 
 import essence
-from essence.core.weights.assets import get_assets
+from essence.weights.assets import get_assets
 
 BASE = {
     "name": "tiny",

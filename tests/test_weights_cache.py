@@ -22,7 +22,7 @@ from weights_support import (  # noqa: F401  (fixtures)
 )
 
 import essence
-from essence.core.weights.cache import cache_entry, convert_file, import_file, pull, remove, verify
+from essence.weights.cache import cache_entry, convert_file, import_file, pull, remove, verify
 
 SIZE = 150_000
 
@@ -261,7 +261,7 @@ def test_convert_file_detects_the_format(plugin, tmp_path):
 
 
 def test_converter_that_writes_garbage_is_caught(plugin, tmp_path):
-    from essence.core.weights.assets import Converter
+    from essence.weights.assets import Converter
 
     src = tmp_path / "in.ckpt"
     src.write_bytes(make_blob(100))

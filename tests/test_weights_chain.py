@@ -49,7 +49,7 @@ def test_stylegan2_asset_is_downloaded_converted_and_loaded(server, plugin, rosi
     generator = essence.get_generator("stylegan2", weights="tiny-sg2", device="cpu")
     image = generator.synthesize(golden_g["case.wplus.input"])
     assert (image - golden_g["case.wplus.image"]).abs().max() < 1e-4
-    from essence.core.weights.cache import cache_entry
+    from essence.weights.cache import cache_entry
 
     entry = cache_entry("tiny-sg2")
     assert entry.status == "cached" and entry.path.suffix == ".safetensors"
@@ -74,7 +74,7 @@ def test_clip_archive_asset_loads_and_a_wrong_checksum_is_refused(server, plugin
 
     with pytest.raises(essence.WeightsError, match="(?i)sha256"):
         essence.get_encoder("clip-vitb32", weights="tiny-clip-bad", device="cpu")
-    from essence.core.weights.cache import cache_entry
+    from essence.weights.cache import cache_entry
 
     assert cache_entry("tiny-clip-bad").status == "missing"
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from weights_support import make_blob, server, sha256  # noqa: F401  (server is a fixture)
 
-from essence.core.weights import download as dl
-from essence.core.weights.download import DownloadError, download, part_path
+from essence.weights import download as dl
+from essence.weights.download import DownloadError, download, part_path
 
 SIZE = 200_000
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import essence
-from essence.core.weights import assets as assets_module
+from essence.weights import assets as assets_module
 
 REPO = Path(__file__).resolve().parents[1]
 MAGIC = b"FAKECKPT"
@@ -253,8 +253,8 @@ def no_network(monkeypatch):
 
 CHILD = """
 import sys
-from essence.core.weights.assets import Asset
-from essence.core.weights.cache import pull
+from essence.weights.assets import Asset
+from essence.weights.cache import pull
 entry = pull(Asset.model_validate_json(sys.argv[1]), timeout=20)
 print("DONE", entry.path)
 """

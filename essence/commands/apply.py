@@ -44,7 +44,7 @@ def _apply(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    from essence.core.apply import build_apply_config, execute_apply
+    from essence.workflows.apply import build_apply_config, execute_apply
 
     src = sources_option(sources, latents) or {}
     if truncation is not None:
@@ -102,7 +102,7 @@ def apply_command(
     quiet: bool = _QUIET,
 ) -> None:
     """Apply a direction to sources: a grid with one row per source and one column per alpha."""
-    from essence.core.apply import parse_alphas
+    from essence.workflows.apply import parse_alphas
 
     _apply(
         command="apply", alphas=parse_alphas(alpha), direction=direction, generator=generator, sources=sources,
@@ -130,7 +130,7 @@ def sweep_command(
     quiet: bool = _QUIET,
 ) -> None:
     """Sweep a direction's strength: like apply, with evenly spaced alphas."""
-    from essence.core.apply import alpha_range as parse_range
+    from essence.workflows.apply import alpha_range as parse_range
 
     _apply(
         command="sweep", alphas=parse_range(alpha_range), direction=direction, generator=generator, sources=sources,

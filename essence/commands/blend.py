@@ -39,7 +39,7 @@ def blend_command(
 ) -> None:
     """Blend each source with the target, as the paper's baselines: no direction, one result per source."""
     from essence.commands.progress import StageProgress
-    from essence.core.blend import build_blend_config, execute_blend
+    from essence.workflows.blend import build_blend_config, execute_blend
 
     if method == "stylegan" and (steps is not None or lr is not None):
         raise EssenceError(

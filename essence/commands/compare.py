@@ -41,9 +41,9 @@ def compare_command(
     """Compare ours with the paper's baselines: Figure 1 (target, sources, one row per method) and metrics."""
     from essence.commands.progress import StageProgress
     from essence.commands.run import _Display
-    from essence.core.compare import execute_compare, split_sets
-    from essence.core.metrics import build_eval_config, metrics_table
-    from essence.core.runconfig import build_run_config, parse_set
+    from essence.workflows.compare import execute_compare, split_sets
+    from essence.workflows.evaluate import build_eval_config, metrics_table
+    from essence.method.runconfig import build_run_config, parse_set
 
     run_sets, blend_sets, judge_sets = split_sets(list(sets or ()))
     options: dict[str, Any] = {

@@ -45,8 +45,8 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
     """Find the essence direction of a target image: one direction in W+ for every source."""
-    from essence.core.runconfig import build_run_config
-    from essence.core.runner import execute_run, resume_run
+    from essence.method.runconfig import build_run_config
+    from essence.method.runner import execute_run, resume_run
 
     options: dict[str, Any] = {
         "preset": preset,

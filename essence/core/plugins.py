@@ -176,7 +176,7 @@ def reset() -> None:
     global _host
     _host = None
     from essence.core import registry
-    from essence.core.weights import assets
+    from essence.weights import assets
 
     registry._registry = None
     assets.reset()

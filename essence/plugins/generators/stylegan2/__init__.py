@@ -33,7 +33,7 @@ DESCRIPTIONS = {
 }
 
 
-def build(config: StyleGAN2Config, name: str = "stylegan2") -> Any:
+def build_preset(config: StyleGAN2Config, name: str = "stylegan2") -> Any:
     from essence.plugins.generators.stylegan2.build import build_generator
 
     return build_generator(config, name)
@@ -56,7 +56,7 @@ def register_generators(register):
     for name, defaults in PRESETS.items():
         register(
             name,
-            partial(build, name=name),
+            partial(build_preset, name=name),
             config=StyleGAN2Config,
             defaults=defaults,
             description=DESCRIPTIONS[name],

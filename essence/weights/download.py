@@ -5,7 +5,7 @@ the server's ETag, so a later call resumes with an HTTP Range request), is hashe
 and is moved onto ``dest`` with an atomic rename only once its size and SHA256 check out. Content that
 is wrong (an HTML page, a size or checksum mismatch) is deleted; a partial file left by a network
 failure is kept so the next call resumes it. Callers that may run in parallel hold a lock around this
-(see :mod:`essence.core.weights.cache`).
+(see :mod:`essence.weights.cache`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _destinations(files: list[Path], out: Optional[Path]) -> list[Path]:
 
 
 def _check_writable(dests: list[Path], overwrite: bool) -> None:
-    from essence.core.artifacts import ensure_writable_dir
+    from essence.method.artifacts import ensure_writable_dir
 
     for dest in dests:
         if dest.exists() and not overwrite:
@@ -62,7 +62,7 @@ def import_direction_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ) -> None:
     """Import directions: values unchanged, shape (num_ws, w_dim), metadata saying where they came from."""
-    from essence.core.interop import import_direction
+    from essence.workflows.interop import import_direction
 
     dests = _destinations(files, out)
     _check_writable(dests, overwrite)
@@ -86,7 +86,7 @@ def import_latents_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing."),
 ) -> None:
     """Import W+ latents (sources) into a .safetensors latent file (tensor ws (N, num_ws, w_dim))."""
-    from essence.core.interop import import_latents
+    from essence.workflows.interop import import_latents
 
     (dest,) = _destinations([file], out)
     _check_writable([dest], overwrite)

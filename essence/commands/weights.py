@@ -19,8 +19,8 @@ def _console(stderr: bool = False):
 
 def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List the known weights: kind, size, licence, whether they are cached, and where."""
-    from essence.core.weights.assets import get_assets
-    from essence.core.weights.cache import human_size, cache_entry, weights_root
+    from essence.weights.assets import get_assets
+    from essence.weights.cache import human_size, cache_entry, weights_root
 
     rows = []
     for name in sorted(get_assets()):
@@ -50,8 +50,8 @@ def pull_command(
     ),
 ) -> None:
     """Download, check and convert weights into the cache (resumes unfinished downloads)."""
-    from essence.core.weights.assets import get_asset
-    from essence.core.weights.cache import cache_entry, pull
+    from essence.weights.assets import get_asset
+    from essence.weights.cache import cache_entry, pull
 
     assets = [get_asset(n) for n in names]  # every name checked before anything downloads
     out = _console()
@@ -66,7 +66,7 @@ def import_command(
     path: Path = typer.Argument(..., help="The file you downloaded."),
 ) -> None:
     """Check a file you downloaded by hand (size, SHA256 when known), copy it into the cache and convert it."""
-    from essence.core.weights.cache import import_file
+    from essence.weights.cache import import_file
 
     entry = import_file(name, path)
     _console().print(f"{entry.asset.name}: imported {path}; ready at {entry.path}")
@@ -74,8 +74,8 @@ def import_command(
 
 def verify_command(name: Optional[str] = typer.Argument(None, help="One asset (default: everything cached).")) -> None:
     """Re-hash cached files against their records."""
-    from essence.core.weights.assets import get_assets
-    from essence.core.weights.cache import cache_entry, verify
+    from essence.weights.assets import get_assets
+    from essence.weights.cache import cache_entry, verify
 
     names = [name] if name else [n for n in sorted(get_assets()) if cache_entry(n).status != "missing"]
     out = _console()
@@ -99,7 +99,7 @@ def verify_command(name: Optional[str] = typer.Argument(None, help="One asset (d
 
 def path_command(name: str = typer.Argument(..., help="Asset name.")) -> None:
     """Print the cached file that components load for NAME."""
-    from essence.core.weights.cache import STATUSES, cache_entry
+    from essence.weights.cache import STATUSES, cache_entry
 
     entry = cache_entry(name)
     if entry.status != "cached":
@@ -111,7 +111,7 @@ def path_command(name: str = typer.Argument(..., help="Asset name.")) -> None:
 
 def rm_command(name: str = typer.Argument(..., help="Asset name.")) -> None:
     """Delete NAME from the cache (download, converted file, record, partial download)."""
-    from essence.core.weights.cache import remove
+    from essence.weights.cache import remove
 
     removed = remove(name)
     _console().print(f"{name}: {'removed from the cache' if removed else 'was not in the cache'}")
@@ -124,8 +124,8 @@ def convert_command(
     force: bool = typer.Option(False, "--force", help="Overwrite DST."),
 ) -> None:
     """Convert a checkpoint to safetensors, detecting its format; print what the converter found."""
-    from essence.core.weights.cache import convert_file
-    from essence.core.weights.download import sha256_file
+    from essence.weights.cache import convert_file
+    from essence.weights.download import sha256_file
 
     if dst.exists() and not force:
         raise WeightsError(f"{dst} exists; pass --force to overwrite it.")

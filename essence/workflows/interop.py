@@ -182,7 +182,7 @@ def import_direction(
     TargetCLIP's ``.npy`` files are ``(1, num_ws, w_dim)`` and named after their targets, so ``target``
     defaults to the file's stem.
     """
-    from essence.core.artifacts import save_direction
+    from essence.method.artifacts import save_direction
 
     p = Path(src)
     imported = read_latents(p, what="Direction file")
@@ -205,7 +205,7 @@ def import_latents(
     import json
 
     import essence
-    from essence.core.artifacts import save_latents
+    from essence.method.artifacts import save_latents
 
     p = Path(src)
     imported = read_latents(p)
@@ -233,6 +233,6 @@ def read_latent_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     with safe_open(str(p), framework="pt") as fh:
         raw = fh.metadata() or {}
-    from essence.core.artifacts import decode_metadata
+    from essence.method.artifacts import decode_metadata
 
     return decode_metadata(raw)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from essence.core.runconfig import _Strict
+from essence.method.runconfig import _Strict
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +54,7 @@ def invert_image(
     import torch
     import torch.nn.functional as F
 
-    from essence.core.artifacts import square_tile
+    from essence.method.artifacts import square_tile
 
     cfg = config or InversionConfig()
     device = generator.device

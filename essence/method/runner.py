@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from essence.core.artifacts import (
+from essence.method.artifacts import (
     contact_sheet,
     ensure_writable_dir,
     load_latents,
@@ -29,9 +29,9 @@ from essence.core.artifacts import (
     write_json,
     write_trace_csv,
 )
-from essence.core.engine import StepEvent, TransferOptimizer, TransferResult
+from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.core.errors import EssenceError
-from essence.core.runconfig import RunConfig, validate_run_config
+from essence.method.runconfig import RunConfig, validate_run_config
 
 if TYPE_CHECKING:
     from PIL import Image

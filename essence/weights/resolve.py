@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from essence.core.errors import WeightsError, did_you_mean
-from essence.core.weights.download import ProgressCallback
+from essence.weights.download import ProgressCallback
 
 
 def resolve_weights(
@@ -22,7 +22,7 @@ def resolve_weights(
     downloading it (licence and progress bar on stderr). Offline (``offline=True`` or
     ``ESSENCE_OFFLINE=1``) never opens a socket. Raises WeightsError saying which command fixes it.
     """
-    from essence.core.weights.assets import get_assets
+    from essence.weights.assets import get_assets
 
     path = Path(spec).expanduser()
     if path.is_file():
@@ -33,7 +33,7 @@ def resolve_weights(
         asset = assets[spec]
         if kind is not None and asset.kind != kind:
             raise WeightsError(f"{spec!r} holds {asset.kind} weights, not {kind} weights.")
-        from essence.core.weights.cache import cache_entry, pull
+        from essence.weights.cache import cache_entry, pull
 
         entry = cache_entry(asset)
         if entry.status != "cached":

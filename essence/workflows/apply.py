@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Union
 from pydantic import Field, ValidationError, field_validator
 
 from essence.core.errors import ConfigError, EssenceError
-from essence.core.runconfig import (
+from essence.method.runconfig import (
     ComponentSpec,
     SourcesConfig,
     _Strict,
@@ -31,7 +31,7 @@ from essence.core.runconfig import (
 if TYPE_CHECKING:
     import torch
 
-    from essence.core.artifacts import Direction
+    from essence.method.artifacts import Direction
 
 APPLY_FILES = ("grid.png", "apply.json")
 #: At most this many columns: a sweep is a picture, not a data set.
@@ -83,7 +83,7 @@ def validate_apply_config(data: Mapping[str, Any]) -> ApplyConfig:
 
 def build_apply_config(options: Mapping[str, Any], sets: Sequence[str] = ()) -> ApplyConfig:
     """Options, then ``--set key=value`` items on top (dotted keys, JSON values)."""
-    from essence.core.runconfig import parse_set
+    from essence.method.runconfig import parse_set
 
     merged = deep_merge(normalize_shorthands(dict(options)), normalize_shorthands(parse_set(list(sets))))
     return validate_apply_config(merged)
@@ -133,7 +133,7 @@ def alpha_label(alpha: float) -> str:
 
 def open_direction(path: str | os.PathLike[str]) -> tuple[Direction, Path]:
     """A direction file, or a run folder's ``direction.safetensors``."""
-    from essence.core.artifacts import load_direction
+    from essence.method.artifacts import load_direction
 
     p = Path(path)
     if p.is_dir():
@@ -168,7 +168,7 @@ def generator_spec_for(direction: Direction, given: GeneratorChoice | None) -> C
 def build_generator(spec: ComponentSpec, device: str) -> tuple[Any, dict[str, Any]]:
     """Validate first (a bad option fails before weights load), then build."""
     from essence.core.registry import get_registry
-    from essence.core.runner import component_config, resolve_device
+    from essence.method.runner import component_config, resolve_device
 
     reg = get_registry().get("generator", spec.name)
     config = component_config(reg, spec.config, resolve_device(device))
@@ -187,7 +187,7 @@ def render_images(generator: Any, ws: torch.Tensor, chunk: int = 8) -> torch.Ten
 
 def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.Tensor:
     """Random sources drawn and truncated exactly as ``essence run`` draws them, or a latent file's rows."""
-    from essence.core.artifacts import load_latents
+    from essence.method.artifacts import load_latents
 
     if sources.latents:
         return load_latents(sources.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
@@ -196,7 +196,7 @@ def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.T
 
 def prepare_out(out: Path, marker_files: Sequence[str], *, overwrite: bool, what: str) -> Path:
     """Refuse to overwrite an earlier result by accident; clear it with ``overwrite``; prove the folder writable."""
-    from essence.core.artifacts import ensure_writable_dir
+    from essence.method.artifacts import ensure_writable_dir
 
     if any((out / f).exists() for f in marker_files):
         if not overwrite:
@@ -230,7 +230,7 @@ class ApplyOutcome:
 
 def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str = "apply") -> ApplyOutcome:
     """Render the grid and the images; every input is checked before the generator is built."""
-    from essence.core.artifacts import image_grid, load_latents, write_json
+    from essence.method.artifacts import image_grid, load_latents, write_json
     from essence.core.images import to_pil
     from essence.core.registry import get_registry
 

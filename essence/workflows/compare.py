@@ -37,8 +37,8 @@ def split_sets(items: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
 
 def blend_settings(run_config: Any, method: str, target_latent: str | None, overrides: Mapping[str, Any]) -> Any:
     """A BlendConfig with the run's generator, encoder, target, sources, seed and held-out sources."""
-    from essence.core.blend import validate_blend_config
-    from essence.core.runconfig import deep_merge
+    from essence.workflows.blend import validate_blend_config
+    from essence.method.runconfig import deep_merge
 
     h = run_config.heldout
     data: dict[str, Any] = {
@@ -80,13 +80,13 @@ def execute_compare(
     """Run ours, the StyleGAN blend and the CLIP blend, then the figure and the metrics.
 
     Every setting of all three (and of the judge) is validated before the first model is built.
-    ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.core.runner.execute_run`.
+    ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.method.runner.execute_run`.
     """
-    from essence.core.apply import prepare_out
-    from essence.core.artifacts import load_latents, write_json
-    from essence.core.blend import execute_blend
-    from essence.core.metrics import Components, EvalConfig, evaluate_runs, metrics_markdown
-    from essence.core.runner import execute_run
+    from essence.workflows.apply import prepare_out
+    from essence.method.artifacts import load_latents, write_json
+    from essence.workflows.blend import execute_blend
+    from essence.workflows.evaluate import Components, EvalConfig, evaluate_runs, metrics_markdown
+    from essence.method.runner import execute_run
 
     blend_overrides = dict(blend_overrides or {})
     eval_config = eval_config or EvalConfig()
@@ -103,7 +103,7 @@ def execute_compare(
     components.validate("encoder", run_config.encoder)
     if eval_config.encoder is not None:
         components.validate("encoder", eval_config.encoder)
-    from essence.core.metrics import selected_metrics
+    from essence.workflows.evaluate import selected_metrics
 
     selected_metrics(eval_config.metrics)
     root = prepare_out(Path(out), COMPARE_FILES, overwrite=overwrite, what="a comparison")
@@ -135,7 +135,7 @@ def execute_compare(
 
 def write_figure(root: Path, folders: Mapping[str, Path]) -> Path:
     """figure.png from the run folders' images (sources, targets and each method's results)."""
-    from essence.core.artifacts import comparison_figure
+    from essence.method.artifacts import comparison_figure
     from essence.core.images import load_image
 
     first = folders["essence"] / "images"

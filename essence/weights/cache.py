@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError, WeightsError
 from essence.core.paths import essence_home
-from essence.core.weights.assets import Asset, Converter, get_asset, get_converters
-from essence.core.weights.download import (
+from essence.weights.assets import Asset, Converter, get_asset, get_converters
+from essence.weights.download import (
     DEFAULT_TIMEOUT,
     DownloadError,
     ProgressCallback,
@@ -37,7 +37,7 @@ from essence.core.weights.download import (
     part_path,
     sha256_file,
 )
-from essence.core.weights.lock import FileLock
+from essence.weights.lock import FileLock
 
 if TYPE_CHECKING:
     from rich.console import Console

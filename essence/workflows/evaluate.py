@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any, Union
 from pydantic import Field, ValidationError
 
 from essence.core.errors import ConfigError, EssenceError
-from essence.core.runconfig import ComponentSpec, _Strict, deep_merge, format_config_errors, normalize_shorthands
+from essence.method.runconfig import ComponentSpec, _Strict, deep_merge, format_config_errors, normalize_shorthands
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from essence.core.artifacts import Direction
+    from essence.method.artifacts import Direction
     from essence.core.interfaces import MetricContext
 
 #: Held-out sources when a run's own count is 0 (its check was off).
@@ -51,7 +51,7 @@ class EvalConfig(_Strict):
 
 
 def build_eval_config(options: Mapping[str, Any], sets: Sequence[str] = ()) -> EvalConfig:
-    from essence.core.runconfig import parse_set
+    from essence.method.runconfig import parse_set
 
     merged = deep_merge(normalize_shorthands(dict(options)), normalize_shorthands(parse_set(list(sets))))
     try:
@@ -89,7 +89,7 @@ def _here(spec: ComponentSpec) -> ComponentSpec:
 
 def open_run(path: str | Path) -> RunFolder:
     """Read a run folder written by ``essence run`` or ``essence blend`` (no model is built)."""
-    from essence.core.blend import read_blend_config, target_images
+    from essence.workflows.blend import read_blend_config, target_images
 
     p = Path(path)
     if not (p / "config.json").is_file():
@@ -110,8 +110,8 @@ def open_run(path: str | Path) -> RunFolder:
             p, cfg.label, cfg, _here(cfg.generator), _here(cfg.encoder), target_images(p, cfg.target),
             h.count, cfg.heldout_seed, h.truncation, h.latents, status=status,
         )
-    from essence.core.artifacts import load_direction
-    from essence.core.runconfig import validate_run_config
+    from essence.method.artifacts import load_direction
+    from essence.method.runconfig import validate_run_config
 
     if not (p / "direction.safetensors").is_file():
         raise EssenceError(f"{p} has no direction.safetensors: is it a finished `essence run` folder?")
@@ -128,14 +128,14 @@ class Components:
     """Generators and encoders built once per (name, config), so judging several runs builds each once."""
 
     def __init__(self, device: str) -> None:
-        from essence.core.runner import resolve_device
+        from essence.method.runner import resolve_device
 
         self.device = resolve_device(device)
         self._built: dict[str, Any] = {}
 
     def validate(self, kind: str, spec: ComponentSpec) -> dict[str, Any]:
         from essence.core.registry import get_registry
-        from essence.core.runner import component_config
+        from essence.method.runner import component_config
 
         return component_config(get_registry().get(kind, spec.name), spec.config, self.device)
 
@@ -172,7 +172,7 @@ def heldout_settings(run: RunFolder, config: EvalConfig) -> dict[str, Any]:
 
 
 def heldout_latents(generator: Any, settings: Mapping[str, Any]) -> torch.Tensor:
-    from essence.core.artifacts import load_latents
+    from essence.method.artifacts import load_latents
 
     if settings["latents"]:
         return load_latents(settings["latents"], num_ws=generator.num_ws, w_dim=generator.w_dim, what="Held-out latent file")
@@ -183,8 +183,8 @@ def edit_sources(
     run: RunFolder, generator: Any, encoder: Any, ws: torch.Tensor, alpha: float | None, chunk: int
 ) -> torch.Tensor:
     """The run's method applied to new sources ``ws``."""
-    from essence.core.blend import _target_latent, clip_blend, stylegan_blend
-    from essence.core.engine import embed_target
+    from essence.workflows.blend import _target_latent, clip_blend, stylegan_blend
+    from essence.method.engine import embed_target
 
     if run.method == "essence":
         assert run.direction is not None
@@ -265,7 +265,7 @@ def compute_metrics(
 def evaluate_run(
     run: RunFolder, config: EvalConfig, components: Components, metrics: Sequence[tuple[str, Any, Any]]
 ) -> dict[str, Any]:
-    from essence.core.apply import render_images
+    from essence.workflows.apply import render_images
     from essence.core.interfaces import MetricContext
 
     started = time.perf_counter()
@@ -314,7 +314,7 @@ def evaluate_runs(paths: Sequence[str | Path], config: EvalConfig) -> dict[str, 
         components.validate("generator", run.generator)
         components.validate("encoder", run.encoder)
         if heldout_settings(run, config)["latents"]:
-            from essence.core.artifacts import load_latents
+            from essence.method.artifacts import load_latents
 
             load_latents(run.heldout_latents, what="Held-out latent file")  # type: ignore[arg-type]
     if config.encoder is not None:

@@ -7,7 +7,7 @@ weight decay) with the scheduled lr. Trace values are logged before the update. 
 computed once: they do not depend on b. Nothing is rendered to disk while optimising.
 
 The engine takes ready-made components, so tests and notebooks can pass any Generator and Encoder;
-``essence run`` (essence.core.runner) builds them from a RunConfig and writes the run folder.
+``essence run`` (essence.method.runner) builds them from a RunConfig and writes the run folder.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from essence.core.errors import EssenceError
-from essence.core.runconfig import RunConfig, validate_run_config
+from essence.method.runconfig import RunConfig, validate_run_config
 
 if TYPE_CHECKING:
     import torch
@@ -535,7 +535,7 @@ def resolve_sources(generator: Generator, sources: Any, config: RunConfig) -> to
     """Source latents ``(N, num_ws, w_dim)``: a tensor, a count, a latent file, or None (the config's)."""
     import torch
 
-    from essence.core.artifacts import load_latents
+    from essence.method.artifacts import load_latents
 
     if sources is None:
         if config.sources.latents:
@@ -575,7 +575,7 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
     """b's start ``(num_ws, w_dim)`` and the seed it came from (None when not random)."""
     import torch
 
-    from essence.core.artifacts import load_latents
+    from essence.method.artifacts import load_latents
 
     if init is None:
         init = config.init.path if config.init.mode == "file" else config.init.mode

@@ -2,7 +2,7 @@
 
 - StyleGAN blend: the average of the source's and the target's latents, ``w + weight (w_t - w)``
   (weight 0.5 is the average). The target must be a latent: a latent file, or an image inverted by
-  :mod:`essence.core.invert`.
+  :mod:`essence.workflows.invert`.
 - CLIP blend: per source, optimise a latent (starting at the source's) so that its embedding matches
   the normalised average of the source's and the target's embeddings,
   ``normalise((1 - weight) C(G(w)) + weight C(I_t))``, by Adam on ``1 - cos``.
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from essence.core.errors import ConfigError, EssenceError
-from essence.core.invert import InversionConfig
-from essence.core.runconfig import (
+from essence.workflows.invert import InversionConfig
+from essence.method.runconfig import (
     DEFAULT_COMPONENTS,
     ComponentSpec,
     SourcesConfig,
@@ -105,8 +105,8 @@ def validate_blend_config(data: Mapping[str, Any] | BlendConfig) -> BlendConfig:
 def build_blend_config(
     *layers: Mapping[str, Any] | None, file: str | Path | None = None, sets: Sequence[str] = ()
 ) -> BlendConfig:
-    """file < layers < ``--set`` items, as :func:`essence.core.runconfig.build_run_config`."""
-    from essence.core.runconfig import load_config_file, parse_set
+    """file < layers < ``--set`` items, as :func:`essence.method.runconfig.build_run_config`."""
+    from essence.method.runconfig import load_config_file, parse_set
 
     merged: dict[str, Any] = normalize_shorthands(load_config_file(file)) if file is not None else {}
     for layer in (*layers, parse_set(list(sets))):
@@ -198,7 +198,7 @@ class BlendOutcome:
 
 
 def _target_latent(path: str, generator: Any) -> torch.Tensor:
-    from essence.core.artifacts import load_latents
+    from essence.method.artifacts import load_latents
 
     ws = load_latents(path, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Target latent file")
     if ws.shape[0] != 1:
@@ -241,13 +241,13 @@ def execute_blend(
     """
     import torch
 
-    from essence.core.apply import default_out, prepare_out, render_images, source_latents
-    from essence.core.artifacts import contact_sheet, load_latents, loss_plot, save_latents, write_json, write_trace_csv
-    from essence.core.engine import embed_target
+    from essence.workflows.apply import default_out, prepare_out, render_images, source_latents
+    from essence.method.artifacts import contact_sheet, load_latents, loss_plot, save_latents, write_json, write_trace_csv
+    from essence.method.engine import embed_target
     from essence.core.images import load_image, to_pil
-    from essence.core.invert import invert_image
+    from essence.workflows.invert import invert_image
     from essence.core.registry import get_registry
-    from essence.core.runner import component_config, resolve_device
+    from essence.method.runner import component_config, resolve_device
 
     cfg = validate_blend_config(config)
     registry = get_registry()
