@@ -41,7 +41,7 @@ def _load_plugin(spec: str) -> None:
 
 def _component(kind: str, name: str, sets: list[str], device: str) -> Any:
     from essence.core.registry import get_registry
-    from essence.method.runconfig import parse_set
+    from essence.core.config import parse_set
 
     reg = get_registry().get(kind, name)
     config = parse_set(sets)
@@ -87,13 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     from essence.method.engine import TransferOptimizer, evaluate_terms
     from essence.core.interfaces import LossContext
     from essence.method.runconfig import validate_run_config
-    from essence.method.runner import resolve_device
+    from essence.core.devices import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     for spec in args.plugin:
         _load_plugin(spec)
-    device_name = resolve_device(args.device)
+    device_name = str(resolve_device(args.device))
     G, gen_cfg = _component("generator", args.generator, args.gen_set, device_name)
     C, enc_cfg = _component("encoder", args.encoder, args.enc_set, device_name)
     total = args.warmup + args.steps

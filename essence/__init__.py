@@ -18,6 +18,7 @@ from essence.core.errors import (
 )
 from essence.core.devices import resolve_device
 from essence.core.hookspecs import hookimpl
+from essence.core.files import sha256_file
 from essence.core.images import load_image, to_rgb
 from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, Metric, MetricContext, NoiseMode
 from essence.core.registry import (
@@ -30,8 +31,8 @@ from essence.core.registry import (
 )
 from essence.weights.assets import Asset, load_assets
 from essence.weights.resolve import resolve_weights
+from essence.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Asset",
@@ -61,6 +62,7 @@ __all__ = [
     "load_image",
     "resolve_device",
     "resolve_weights",
+    "sha256_file",
     "to_rgb",
 ]
 
@@ -81,7 +83,7 @@ _LAZY: dict[str, str] = {
     "save_direction": "essence.method.artifacts",
     "load_latents": "essence.method.artifacts",
     "save_latents": "essence.method.artifacts",
-    "ensure_writable_dir": "essence.method.artifacts",
+    "ensure_writable_dir": "essence.method.rundir",
 }
 
 

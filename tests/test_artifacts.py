@@ -11,7 +11,8 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import essence
-from essence.method.artifacts import contact_sheet, ensure_writable_dir, loss_plot
+from essence.method.figures import contact_sheet, loss_plot
+from essence.method.rundir import ensure_writable_dir
 from essence.core.errors import EssenceError
 
 

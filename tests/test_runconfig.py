@@ -7,7 +7,8 @@ import json
 import pytest
 
 from essence.core.errors import ConfigError
-from essence.method.runconfig import InitConfig, RunConfig, build_run_config, list_presets, parse_set, validate_run_config
+from essence.core.config import parse_set
+from essence.method.runconfig import InitConfig, RunConfig, build_run_config, list_presets, validate_run_config
 
 
 def test_presets_carry_the_papers_and_the_official_settings():

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import essence
-from essence.weights import assets as assets_module
+from essence.core.plugins import get_host
 
 REPO = Path(__file__).resolve().parents[1]
 MAGIC = b"FAKECKPT"
@@ -194,12 +194,12 @@ class WeightsTestPlugin:
 
     def add(self, asset: essence.Asset) -> essence.Asset:
         self.assets.append(asset)
-        assets_module.reset()
+        get_host().refresh()
         return asset
 
     def set_converter(self, present: bool) -> None:
         self.with_converter = present
-        assets_module.reset()
+        get_host().refresh()
 
 
 @pytest.fixture

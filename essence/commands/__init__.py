@@ -1,1 +1,1 @@
-"""Core CLI commands that live outside cli.py. Modules here import no torch at import time."""
+"""The CLI commands, thin: parse the options, call a workflow or the method, print. No torch at import time."""

@@ -39,11 +39,11 @@ def compare_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no table."),
 ) -> None:
     """Compare ours with the paper's baselines: Figure 1 (target, sources, one row per method) and metrics."""
-    from essence.commands.progress import StageProgress
-    from essence.commands.run import _Display
+    from essence.commands.progress import RunProgress, StageProgress
     from essence.workflows.compare import execute_compare, split_sets
     from essence.workflows.evaluate import build_eval_config, metrics_table
-    from essence.method.runconfig import build_run_config, parse_set
+    from essence.core.config import parse_set
+    from essence.method.runconfig import build_run_config
 
     run_sets, blend_sets, judge_sets = split_sets(list(sets or ()))
     options: dict[str, Any] = {
@@ -60,7 +60,7 @@ def compare_command(
     run_config = build_run_config({k: v for k, v in options.items() if v is not None}, file=config, sets=run_sets)
     eval_config = build_eval_config({"encoder": {"name": judge}} if judge else {}, judge_sets)
 
-    run_display = _Display(quiet)
+    run_display = RunProgress(quiet)
     blend_display = StageProgress(quiet)
 
     def note(message: str) -> None:

@@ -30,7 +30,8 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing (with --out)."),
 ) -> None:
     """Judge runs on held-out sources: similarity to the target, consistency of the edit, similarity to the source."""
-    from essence.method.artifacts import ensure_writable_dir, write_json
+    from essence.core.files import write_json
+    from essence.method.rundir import ensure_writable_dir
     from essence.workflows.evaluate import build_eval_config, evaluate_runs, metrics_table
 
     options: dict[str, Any] = {

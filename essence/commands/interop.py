@@ -37,7 +37,7 @@ def _destinations(files: list[Path], out: Optional[Path]) -> list[Path]:
 
 
 def _check_writable(dests: list[Path], overwrite: bool) -> None:
-    from essence.method.artifacts import ensure_writable_dir
+    from essence.method.rundir import ensure_writable_dir
 
     for dest in dests:
         if dest.exists() and not overwrite:

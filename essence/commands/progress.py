@@ -1,4 +1,4 @@
-"""A rich progress bar on stderr for the commands that optimise something (blend, compare, eval)."""
+"""Progress on stderr for the commands that optimise something: a bar per stage, and a run's bar and summary."""
 
 from __future__ import annotations
 
@@ -66,3 +66,51 @@ class StageProgress:
             self.progress.stop()
             self.progress = None
             self.tasks = {}
+
+
+class RunProgress(StageProgress):
+    """A progress bar with ETA and live losses on stderr, and a summary on stdout (unless quiet)."""
+
+    def start(self, config: Any, done: int) -> None:
+        self.total = config.steps * config.restarts
+        self.restarts = config.restarts
+        self.done = done
+        self.advance("optimising", done, self.total)
+
+    def step(self, event: Any) -> None:
+        r = event.record
+        self.done += 1
+        desc = f"restart {event.restart + 1}/{self.restarts}" if self.restarts > 1 else "optimising"
+        losses = f"loss {r.loss:.4f}  transfer {r.transfer:.4f}  consistency {r.consistency:.4f}"
+        self.advance("optimising", self.done, self.total, losses, description=desc)
+
+    def summary(self, outcome: Any) -> None:
+        result, m = outcome.result, outcome.metrics
+        if outcome.status == "nonfinite":
+            typer.echo(f"Error: {result.message} The run folder {outcome.out} holds the best direction before it.", err=True)
+        elif outcome.status == "interrupted":
+            typer.echo(
+                f"Interrupted. Best direction so far written to {outcome.out / 'direction.safetensors'}; "
+                f"continue with `essence run --resume {outcome.out}`.",
+                err=True,
+            )
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"essence run: {outcome.status}", title_justify="left", show_header=False)
+        table.add_column("item")
+        table.add_column("value", overflow="fold")
+        table.add_row("best", f"step {result.best_step} of restart {result.restart}, loss {result.best_loss:.4f}")
+        h = result.heldout
+        if h:
+            table.add_row(
+                f"held-out ({h['count']} sources)",
+                f"transfer {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
+                f"consistency {h['consistency']:.4f}, loss {h['loss']:.4f}",
+            )
+        rate = m.get("seconds_per_step")
+        table.add_row("time", f"{m['seconds']:.1f} s" + (f" ({rate:.3f} s/step)" if rate else ""))
+        Console(highlight=False).print(table)
+        typer.echo(f"Run folder: {outcome.out}")

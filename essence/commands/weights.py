@@ -125,7 +125,7 @@ def convert_command(
 ) -> None:
     """Convert a checkpoint to safetensors, detecting its format; print what the converter found."""
     from essence.weights.cache import convert_file
-    from essence.weights.download import sha256_file
+    from essence.core.files import sha256_file
 
     if dst.exists() and not force:
         raise WeightsError(f"{dst} exists; pass --force to overwrite it.")

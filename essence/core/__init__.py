@@ -1,4 +1,6 @@
-"""The small, torch-light core of essence: plugins, registry, interfaces, engine, artifacts, weights.
+"""The kernel of essence, readable in one sitting: hooks, interfaces, registry, plugin loading, config,
+errors, devices, paths, files and images.
 
-The core never imports a plugin; built-in plugins register through the same hooks as third-party ones.
+The kernel imports nothing above it (no method, workflow, command or plugin); built-in plugins register
+through the same hooks as third-party ones.
 """

@@ -1,18 +1,46 @@
-"""Configuration models: pydantic, strict about unknown fields, with errors a user can act on."""
+"""Configuration: pydantic models that reject unknown fields, one way to build them, one error formatter.
+
+Every config in essence (a component's, a run's, apply's, a blend's, eval's) is built the same way: layers of
+plain dicts, lowest first (a config file, options, ``--set key=value`` items), expanded from their short forms,
+merged key by key, then validated into the model. A validation error becomes one :class:`ConfigError` line,
+with "did you mean" for unknown keys at any depth.
+"""
 
 from __future__ import annotations
 
+import copy
+import json
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from essence.core.errors import ConfigError, did_you_mean
 
+M = TypeVar("M", bound=BaseModel)
 
-class ComponentConfig(BaseModel):
+
+class Strict(BaseModel):
+    """A settings model: unknown fields are an error. A subclass may accept a short form of itself
+    (``generator = "name"``) by overriding :meth:`shorthand`."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        """The long form (a dict) of a value that is not a dict; unchanged when there is no short form."""
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_short_form(cls, data: Any) -> Any:
+        return data if isinstance(data, Mapping) else cls.shorthand(data)
+
+
+class ComponentConfig(Strict):
     """Base class of every component's configuration. Unknown fields are rejected."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
@@ -22,28 +50,169 @@ class EmptyConfig(ComponentConfig):
     """For components without options."""
 
 
-def validate_config(model: type[BaseModel], data: Mapping[str, Any], what: str, hint: str = "") -> Any:
-    """Validate ``data`` against ``model``; turn pydantic's report into one short ConfigError."""
+class ComponentSpec(Strict):
+    """A registered component by name, with overrides of its own configuration (``"name"`` is short for it)."""
+
+    name: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+# -- building --------------------------------------------------------------------------------------
+
+
+def validate_config(model: type[M], data: Mapping[str, Any] | M, what: str, hint: str = "") -> M:
+    """``data`` validated into ``model``; pydantic's report becomes one short ConfigError about ``what``."""
+    if isinstance(data, model):
+        return data
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, model, what, hint)) from None
 
 
+def build_config(
+    model: type[M],
+    *layers: Mapping[str, Any] | None,
+    file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    what: str = "settings",
+) -> M:
+    """The config file, then ``layers`` in order, then ``--set`` items, merged and validated into ``model``."""
+    merged: dict[str, Any] = expand_shorthands(model, load_config_file(file)) if file is not None else {}
+    for layer in (*layers, parse_set(list(sets))):
+        if layer:
+            merged = deep_merge(merged, expand_shorthands(model, layer))
+    return validate_config(model, merged, what)
+
+
+def expand_shorthands(model: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Short forms in ``data`` (at any depth) in their long form, so that they merge like them."""
+    out = dict(data)
+    fields = getattr(model, "model_fields", None) if _is_model(model) else None
+    if not fields:
+        return out
+    for key, value in out.items():
+        field = fields.get(key)
+        sub = _model_of(field.annotation) if field is not None else None
+        if sub is None:
+            continue
+        if not isinstance(value, Mapping) and issubclass(sub, Strict):
+            value = sub.shorthand(value)
+        if isinstance(value, Mapping):
+            value = expand_shorthands(sub, value)
+        out[key] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on top of ``base``: dicts merge recursively, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``["steps=5", "generator.config.size=32"]`` -> nested dict; values parsed as JSON when possible."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: write key=value, for example --set steps=300.")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        parts = key.split(".")
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML or JSON file -> a dict (not validated yet)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(text)
+        elif suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"Config file {p}: use a .toml or .json file.")
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"Cannot parse config file {p}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {p} must hold a table/object of settings.")
+    return data
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
 def format_validation_error(exc: ValidationError, model: type[BaseModel], what: str, hint: str = "") -> str:
+    """Pydantic's report in one line, with did-you-mean for unknown keys at any depth of ``model``."""
     problems = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+        loc = [str(p) for p in err["loc"]]
+        where = ".".join(loc) or "(root)"
         if err["type"] == "extra_forbidden":
-            close = did_you_mean(str(err["loc"][-1]), model.model_fields)
-            tip = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"unknown field {loc!r}{tip}")
+            close = did_you_mean(loc[-1], _fields_at(loc[:-1], model))
+            tip = f" (did you mean {'.'.join([*loc[:-1], close[0]])!r}?)" if close else ""
+            problems.append(f"unknown field {where!r}{tip}")
         else:
             got = err.get("input")
             shown = "" if isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
-            problems.append(f"{loc}: {err['msg']}{shown}")
-    message = f"Invalid configuration for {what}: " + "; ".join(problems) + "."
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{where}: {msg}{shown}" if loc else f"{msg}{shown}")
+    message = f"Invalid {what}: " + "; ".join(problems) + "."
     return message + (f" {hint}" if hint else "")
+
+
+def _fields_at(path: list[str], root: type[BaseModel]) -> list[str]:
+    model: Any = root
+    for part in path:
+        field = model.model_fields.get(part) if _is_model(model) else None
+        if field is None:
+            return []
+        model = _model_of(field.annotation)
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model in an annotation such as ``Union[ComponentSpec, None]``, or None."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if _is_model(arg):
+            return arg
+    return None
+
+
+# -- describing ------------------------------------------------------------------------------------
 
 
 def type_name(annotation: Any) -> str:

@@ -70,3 +70,10 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     from PIL import Image
 
     return [Image.fromarray(a) for a in to_uint8(images)]
+
+
+def save_image(img: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Write a PNG atomically: a kill never leaves a truncated image behind."""
+    from essence.core.files import write_atomic
+
+    return write_atomic(path, lambda tmp: img.save(tmp, format="PNG"))

@@ -16,7 +16,7 @@ import traceback
 import warnings
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import pluggy
 
@@ -24,6 +24,7 @@ from essence.core import hookspecs
 from essence.core.errors import EssenceError, PluginLoadWarning
 
 ENTRY_POINT_GROUP = "essence"
+T = TypeVar("T")
 
 #: Modules registered exactly as entry points are, imported by name when the host is first used.
 BUILTIN_PLUGINS: tuple[str, ...] = (
@@ -61,9 +62,24 @@ class PluginHost:
         self.plugins: dict[str, PluginInfo] = {}
         self.errors: list[PluginError] = []
         self.trace = os.environ.get("ESSENCE_TRACE_PLUGINS", "") not in ("", "0")
+        #: Tables built from the hooks on first use (the registry, the assets, ...), dropped with the host.
+        self._tables: dict[str, Any] = {}
+
+    def table(self, name: str, build: Callable[[PluginHost], T]) -> T:
+        """The table ``name``, built once by ``build(host)`` from the loaded plugins (the component registry,
+        the known weights, ...). Lower layers hang their tables here instead of keeping globals, so
+        :func:`reset` forgets them all and no module reaches into another's state."""
+        if name not in self._tables:
+            self._tables[name] = build(self)
+        return self._tables[name]
+
+    def refresh(self) -> None:
+        """Forget the built tables, so they are built again on next use (a plugin changed what it registers)."""
+        self._tables.clear()
 
     # -- loading ---------------------------------------------------------------------------------
     def add(self, module: ModuleType | Any, name: str, version: str | None, builtin: bool) -> None:
+        self.refresh()  # a new plugin may register more
         try:
             self.pm.register(module, name=name)
             unknown = [c.name for c in self.pm.get_hookcallers(module) or [] if c.spec is None]
@@ -172,11 +188,6 @@ def get_host() -> PluginHost:
 
 
 def reset() -> None:
-    """Forget loaded plugins and the registry, so the next use loads afresh (tests, env changes)."""
+    """Forget the loaded plugins and every table built from them, so the next use loads afresh."""
     global _host
     _host = None
-    from essence.core import registry
-    from essence.weights import assets
-
-    registry._registry = None
-    assets.reset()

@@ -12,6 +12,7 @@ from typing import Any
 
 from essence.core.config import ComponentConfig, EmptyConfig, describe_fields, validate_config
 from essence.core.errors import DuplicateNameError, EssenceError, UnknownComponentError
+from essence.core.plugins import PluginHost, get_host
 
 #: kind -> the hook that registers it.
 KINDS: dict[str, str] = {
@@ -51,7 +52,8 @@ class Registration:
 
     def validate(self, **config: Any) -> ComponentConfig:
         hint = f"Run `essence info {self.kind} {self.name}` to see its options."
-        return validate_config(self.config, {**self.defaults, **config}, f"{self.kind} {self.name!r}", hint)
+        what = f"configuration for {self.kind} {self.name!r}"
+        return validate_config(self.config, {**self.defaults, **config}, what, hint)
 
     def build(self, **config: Any) -> Any:
         return self.factory(self.validate(**config))
@@ -133,25 +135,17 @@ class Registry:
         return register
 
 
-def build_registry() -> Registry:
-    from essence.core.plugins import get_host
-
-    host = get_host()
+def build_registry(host: PluginHost) -> Registry:
+    """Every component the host's plugins register, one hook per kind."""
     registry = Registry()
     for kind, hook in KINDS.items():
         host.call_each(hook, lambda plugin, kind=kind: {"register": registry.registrar(kind, plugin)})
     return registry
 
 
-_registry: Registry | None = None
-
-
 def get_registry() -> Registry:
     """The process-wide registry, built from the loaded plugins on first use."""
-    global _registry
-    if _registry is None:
-        _registry = build_registry()
-    return _registry
+    return get_host().table("registry", build_registry)
 
 
 def get_generator(name: str, **config: Any) -> Any:

@@ -159,12 +159,16 @@ class TransferResult:
 
 
 class Renderer:
-    """Images and embeddings of W+ latents: batched, optionally chunked, bf16-autocast or compiled."""
+    """Images and embeddings of W+ latents: batched, optionally chunked, bf16-autocast or compiled.
+
+    Everything that renders goes through it (the engine, apply, the blends, eval), so chunking and
+    precision mean the same everywhere. ``encoder`` may be None for image-only use.
+    """
 
     def __init__(
         self,
         generator: Generator,
-        encoder: Encoder,
+        encoder: Encoder | None = None,
         *,
         chunk: int | None = None,
         precision: str = "fp32",
@@ -184,16 +188,23 @@ class Renderer:
             self._fn = torch.compile(self._embed)
 
     def _embed(self, ws: torch.Tensor) -> torch.Tensor:
+        if self.encoder is None:
+            raise EssenceError("This renderer has no encoder: it renders images only.")
         return self.encoder.embed(self.generator.synthesize(ws))
 
-    def embed(self, ws: torch.Tensor) -> torch.Tensor:
-        """One pass (no chunking), differentiable when grad is enabled; float32 embeddings."""
+    def _autocast(self, device_type: str) -> Any:
+        import contextlib
+
         import torch
 
         if self.precision == "bf16":
-            with torch.autocast(device_type=ws.device.type, dtype=torch.bfloat16):
-                return self._fn(ws).float()
-        return self._fn(ws).float()
+            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed(self, ws: torch.Tensor) -> torch.Tensor:
+        """One pass (no chunking), differentiable when grad is enabled; float32 embeddings."""
+        with self._autocast(ws.device.type):
+            return self._fn(ws).float()
 
     def slices(self, n: int) -> list[slice]:
         size = self.chunk or n
@@ -206,10 +217,25 @@ class Renderer:
             return torch.cat([self.embed(ws[s]) for s in self.slices(ws.shape[0])])
 
     def images(self, ws: torch.Tensor) -> torch.Tensor:
+        """G(ws) without gradients, chunk by chunk on the generator's device; float32, on ``ws``'s device
+        (full precision: these are the pictures a user looks at)."""
         import torch
 
+        device = self.generator.device
         with torch.no_grad():
-            return torch.cat([self.generator.synthesize(ws[s]).float() for s in self.slices(ws.shape[0])])
+            return torch.cat(
+                [self.generator.synthesize(ws[s].to(device)).float().to(ws.device) for s in self.slices(ws.shape[0])]
+            )
+
+    def embed_images(self, images: torch.Tensor) -> torch.Tensor:
+        """The encoder's float32 embeddings of rendered images, chunk by chunk, without gradients."""
+        import torch
+
+        if self.encoder is None:
+            raise EssenceError("This renderer has no encoder: it renders images only.")
+        device = self.generator.device
+        with torch.no_grad():
+            return torch.cat([self.encoder.embed(images[s].to(device)).float() for s in self.slices(images.shape[0])])
 
 
 # -- loss terms ------------------------------------------------------------------------------------

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
 from essence.core.errors import ConfigError, did_you_mean
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-
-class _Seeds:
+class DerivedSeeds:
     """The seeds a config with ``seed``, ``sources`` and ``heldout`` fields derives (runs and blends)."""
 
     @property
@@ -36,27 +33,27 @@ class _Seeds:
         return self.seed + 1_000_000 if self.heldout.seed is None else self.heldout.seed
 
 
-class ComponentSpec(_Strict):
-    """A registered component by name, with overrides of its own configuration."""
-
-    name: str
-    config: dict[str, Any] = Field(default_factory=dict)
-
-
-class SourcesConfig(_Strict):
+class SourcesConfig(Strict):
     count: int = Field(6, ge=1, description="Random sources drawn from `seed` (ignored with `latents`).")
     seed: Union[int, None] = Field(None, description="Seed of the random sources; default: the run's seed.")
     truncation: float = Field(0.7, description="Truncation psi of random sources, as the official code.")
     latents: Union[str, None] = Field(None, description="A latent file (N, num_ws, w_dim): all its rows are used.")
 
 
-class InitConfig(_Strict):
+class InitConfig(Strict):
     mode: Literal["random", "zeros", "file"] = Field(
         "random", description="random: a truncated random latent, as the official code; zeros; file: `path`."
     )
     path: Union[str, None] = None
     seed: Union[int, None] = Field(None, description="Seed of a random init; default: seed + 2000000 + restart.")
     truncation: float = 0.7
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        """``"random"``, ``"zeros"`` or a latent file's path."""
+        if not isinstance(value, str):
+            return value
+        return {"mode": value, "path": None} if value in ("random", "zeros") else {"mode": "file", "path": value}
 
     @model_validator(mode="after")
     def _path_iff_file(self) -> InitConfig:
@@ -67,7 +64,7 @@ class InitConfig(_Strict):
         return self
 
 
-class CoefficientsConfig(_Strict):
+class CoefficientsConfig(Strict):
     enabled: bool = Field(False, description="Learn a scale c_s per source: G(w_s + c_s b).")
     optimizer: Literal["persistent", "per-step"] = Field(
         "persistent", description="per-step re-creates their Adam every step, as the official code."
@@ -75,8 +72,12 @@ class CoefficientsConfig(_Strict):
     lr: Union[float, None] = Field(None, description="Their Adam's lr (not scheduled); default: the run's lr.")
     weight_decay: float = 0.01
 
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
-class HeldoutConfig(_Strict):
+
+class HeldoutConfig(Strict):
     count: int = Field(8, ge=0, description="Fresh sources the direction never saw; 0 turns the check off.")
     seed: Union[int, None] = Field(None, description="Seed of the held-out sources; default: seed + 1000000.")
     truncation: float = 0.7
@@ -84,7 +85,7 @@ class HeldoutConfig(_Strict):
     alpha: float = Field(1.0, description="Strength of the direction on held-out sources: G(w + alpha b).")
 
 
-class LossSpec(_Strict):
+class LossSpec(Strict):
     weight: float
     config: dict[str, Any] = Field(default_factory=dict)
 
@@ -93,7 +94,7 @@ class LossSpec(_Strict):
 DEFAULT_COMPONENTS: dict[str, Any] = {"generator": {"name": "stylegan2-ffhq"}, "encoder": {"name": "clip-vitb32"}}
 
 
-class RunConfig(_Seeds, _Strict):
+class RunConfig(DerivedSeeds, Strict):
     """Everything one essence-transfer run needs; ``config.json`` in a run folder is this, validated."""
 
     preset: str = Field("paper", description="Settings under everything else: paper, paper-ood or targetclip.")
@@ -134,7 +135,7 @@ class RunConfig(_Seeds, _Strict):
     def _apply_preset(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        data = normalize_shorthands(data)
+        data = expand_shorthands(cls, data)
         base = deep_merge(DEFAULT_COMPONENTS, preset_config(data.get("preset", "paper")))
         return deep_merge(base, data)
 
@@ -190,157 +191,35 @@ def preset_config(name: str) -> dict[str, Any]:
         close = did_you_mean(str(name), presets)
         tip = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown preset {name!r}.{tip} Presets: {', '.join(presets)}")
-    return normalize_shorthands(copy.deepcopy(presets[name]["config"]))
+    return expand_shorthands(RunConfig, copy.deepcopy(presets[name]["config"]))
 
 
-# -- merging and shorthands ------------------------------------------------------------------------
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` on top of ``base``: dicts merge recursively, anything else replaces."""
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def normalize_shorthands(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Expand the short forms (``generator = "name"``, ``init = "zeros"``, ``coefficients = true``) so
-    they merge with presets like their long forms."""
-    data = dict(data)
-    for key in ("generator", "encoder"):
-        if isinstance(data.get(key), str):
-            data[key] = {"name": data[key]}
-    init = data.get("init")
-    if isinstance(init, str):
-        data["init"] = {"mode": init, "path": None} if init in ("random", "zeros") else {"mode": "file", "path": init}
-    if isinstance(data.get("coefficients"), bool):
-        data["coefficients"] = {"enabled": data["coefficients"]}
-    return data
-
-
-# -- loading ---------------------------------------------------------------------------------------
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """A TOML or JSON file -> a dict (not validated yet)."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".json":
-            data = json.loads(text)
-        elif suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(text)
-        else:
-            raise ConfigError(f"Config file {p}: use a .toml or .json file.")
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"Cannot parse config file {p}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"Config file {p} must hold a table/object of settings.")
-    return data
-
-
-def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["steps=5", "generator.config.size=32"]`` -> nested dict; values parsed as JSON when possible."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: write key=value, for example --set steps=300.")
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        parts = key.split(".")
-        node = out
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-    return out
+# -- building --------------------------------------------------------------------------------------
 
 
 def build_run_config(
     *layers: Mapping[str, Any] | None,
     file: str | Path | None = None,
-    sets: list[str] | tuple[str, ...] = (),
+    sets: Sequence[str] = (),
 ) -> RunConfig:
     """Validate file < layers (in order) < ``--set`` items into a RunConfig."""
-    merged: dict[str, Any] = load_config_file(file) if file is not None else {}
-    merged = normalize_shorthands(merged)
-    for layer in (*layers, parse_set(list(sets))):
-        if layer:
-            merged = deep_merge(merged, normalize_shorthands(layer))
-    return validate_run_config(merged)
+    try:
+        return build_config(RunConfig, *layers, file=file, sets=sets, what="run configuration")
+    except ValueError as exc:  # a preset error raised before field validation
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"Invalid configuration for the run: {exc}.") from None
 
 
 def validate_run_config(data: Mapping[str, Any] | RunConfig | str | None) -> RunConfig:
     """A RunConfig from a RunConfig, a dict, a preset name or None (the defaults)."""
-    if isinstance(data, RunConfig):
-        return data
     if data is None:
         data = {}
     elif isinstance(data, str):
         data = {"preset": data}
     try:
-        return RunConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(format_config_errors(exc)) from None
+        return validate_config(RunConfig, data, "run configuration")
     except ValueError as exc:  # a preset error raised before field validation
+        if isinstance(exc, ConfigError):
+            raise
         raise ConfigError(f"Invalid configuration for the run: {exc}.") from None
-
-
-def format_config_errors(
-    exc: ValidationError, model: type[BaseModel] | None = None, what: str = "run configuration"
-) -> str:
-    """Pydantic's report in one line, with did-you-mean for unknown keys at any depth of ``model``."""
-    problems = []
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
-        where = ".".join(loc) or "(root)"
-        if err["type"] == "extra_forbidden":
-            close = did_you_mean(loc[-1], _fields_at(loc[:-1], model or RunConfig))
-            tip = f" (did you mean {'.'.join([*loc[:-1], close[0]])!r}?)" if close else ""
-            problems.append(f"unknown field {where!r}{tip}")
-        else:
-            got = err.get("input")
-            shown = "" if isinstance(got, (dict, BaseModel)) else f" (got {got!r})"
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{where}: {msg}{shown}" if loc else f"{msg}{shown}")
-    return f"Invalid {what}: " + "; ".join(problems) + "."
-
-
-def _fields_at(path: list[str], root: type[BaseModel]) -> list[str]:
-    model: Any = root
-    for part in path:
-        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
-        if field is None:
-            return []
-        model = _model_of(field.annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _model_of(annotation: Any) -> Any:
-    """The pydantic model in an annotation such as ``Union[ComponentSpec, None]``."""
-    import typing
-
-    for arg in (annotation, *typing.get_args(annotation)):
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            return arg
-    return annotation

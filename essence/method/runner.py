@@ -9,9 +9,7 @@ same result as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import math
-import shutil
 import signal
 import threading
 import time
@@ -20,17 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from essence.method.artifacts import (
-    contact_sheet,
-    ensure_writable_dir,
-    load_latents,
-    loss_plot,
-    save_direction,
-    write_json,
-    write_trace_csv,
-)
-from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
+from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
+from essence.core.files import write_atomic, write_json
+from essence.core.images import save_image
+from essence.method.artifacts import save_direction, write_trace_csv
+from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
+from essence.method.figures import contact_sheet, loss_plot, sheet_tile
+from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 from essence.method.runconfig import RunConfig, validate_run_config
 
 if TYPE_CHECKING:
@@ -64,29 +59,13 @@ class RunOutcome:
 # -- preparation -----------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> str:
-    """The device name components are built on; checked before any model is built."""
-    from essence.core.devices import resolve_device as resolve
-
-    return str(resolve(device))
-
-
-def default_out(config: RunConfig) -> Path:
-    stem = Path(config.target[0]).stem if config.target else "run"
-    base = Path("essence-runs") / f"{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    out, k = base, 2
-    while out.exists():
-        out, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return out
-
-
-def component_config(reg: Any, spec_config: dict[str, Any], device: str) -> dict[str, Any]:
-    """The component's config with the run's device filled in where the component has a device field."""
-    config = dict(spec_config)
-    if "device" in reg.config.model_fields and "device" not in config:
-        config["device"] = device
-    reg.validate(**config)  # a bad component option fails here, before any weights load
-    return config
+def latent_files(config: RunConfig) -> list[tuple[str | None, str]]:
+    """The latent files a run config names, with what each is for (for error messages)."""
+    return [
+        (config.sources.latents, "Sources latent file"),
+        (config.heldout.latents, "Held-out latent file"),
+        (config.init.path, "Init latent file"),
+    ]
 
 
 @dataclass
@@ -114,24 +93,17 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
-    for path, what in (
-        (config.sources.latents, "Sources latent file"),
-        (config.heldout.latents, "Held-out latent file"),
-        (config.init.path, "Init latent file"),
-    ):
-        if path:
-            load_latents(path, what=what)
-    run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(config))
-    if not resuming and any((run_dir / f).exists() for f in ("direction.safetensors", "metrics.json", CHECKPOINT)):
-        if not overwrite:
-            raise EssenceError(
-                f"Output folder {run_dir} already holds a run. Continue it with `essence run --resume {run_dir}`, "
-                "choose another --out, or pass --overwrite."
-            )
-        for name in RUN_FILES:
-            (run_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "images", ignore_errors=True)
-    ensure_writable_dir(run_dir)
+    check_latent_files(latent_files(config))
+    stem = Path(config.target[0]).stem if config.target else "run"
+    run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
+    prepare_out(
+        run_dir,
+        RUN_FILES,
+        markers=() if resuming else ("direction.safetensors", "metrics.json", CHECKPOINT),
+        overwrite=overwrite,
+        what="a run",
+        hint=f"Continue it with `essence run --resume {run_dir}`, choose another --out",
+    )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
 
@@ -143,13 +115,7 @@ def build_components(p: Prepared) -> tuple[Any, Any]:
     registry = get_registry()
     generator = registry.create("generator", p.config.generator.name, **p.generator_config)
     encoder = registry.create("encoder", p.config.encoder.name, **p.encoder_config)
-    for path, what in (
-        (p.config.sources.latents, "Sources latent file"),
-        (p.config.heldout.latents, "Held-out latent file"),
-        (p.config.init.path, "Init latent file"),
-    ):
-        if path:
-            load_latents(path, num_ws=generator.num_ws, w_dim=generator.w_dim, what=what)
+    check_latent_files(latent_files(p.config), generator)
     return generator, encoder
 
 
@@ -296,7 +262,6 @@ def _drive(
 
 def save_checkpoint(engine: TransferOptimizer, out: Path, elapsed: float) -> Path:
     """Everything :func:`resume_run` needs: engine state (optimisers, RNG, best, trace) and the inputs."""
-    import os
 
     import torch
 
@@ -309,11 +274,7 @@ def save_checkpoint(engine: TransferOptimizer, out: Path, elapsed: float) -> Pat
         },
         "elapsed": float(elapsed),
     }
-    path = out / CHECKPOINT
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(out / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
 # -- the run folder --------------------------------------------------------------------------------
@@ -370,7 +331,7 @@ def write_run_folder(
         },
         title=f"restart {result.restart}: loss (weighted sum) and its terms",
     )
-    plot.save(out / "loss.png")
+    save_image(plot, out / "loss.png")
     files = ["config.json", "direction.safetensors", "trace.csv", "metrics.json", "loss.png"]
     if images:
         files += write_images(p, engine, result)
@@ -419,23 +380,23 @@ def write_images(p: Prepared, engine: TransferOptimizer, result: TransferResult)
 
     out = p.out
     (out / "images").mkdir(exist_ok=True)
-    tile = max(96, min(int(getattr(engine.generator, "resolution", 256)), 256))
+    tile = sheet_tile(getattr(engine.generator, "resolution", 256))
     b = result.direction.to(engine.sources.device)
     files = []
     groups = [("", engine.sources, 1.0)]
     if engine.heldout_ws is not None:
         groups.append(("heldout_", engine.heldout_ws, p.config.heldout.alpha))
     for i, target in enumerate(p.targets):  # the run folder is self-contained: essence eval reads these
-        target.save(out / "images" / f"target_{i:02d}.png")
+        save_image(target, out / "images" / f"target_{i:02d}.png")
         files.append(f"images/target_{i:02d}.png")
     for prefix, ws, alpha in groups:
         sources = to_pil(engine.renderer.images(ws))
         results = to_pil(engine.renderer.images(ws + alpha * b[None]))
         for i, (s, r) in enumerate(zip(sources, results)):
-            s.save(out / "images" / f"{prefix}source_{i:02d}.png")
-            r.save(out / "images" / f"{prefix}result_{i:02d}.png")
+            save_image(s, out / "images" / f"{prefix}source_{i:02d}.png")
+            save_image(r, out / "images" / f"{prefix}result_{i:02d}.png")
             files += [f"images/{prefix}source_{i:02d}.png", f"images/{prefix}result_{i:02d}.png"]
-        contact_sheet(p.targets, sources, results, tile=tile).save(out / f"{prefix}sheet.png")
+        save_image(contact_sheet(p.targets, sources, results, tile=tile), out / f"{prefix}sheet.png")
         files.append(f"{prefix}sheet.png")
     return files
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from essence.core.errors import DuplicateNameError, UnknownComponentError
+from essence.core.plugins import PluginHost, get_host
 
 
 class Asset(BaseModel):
@@ -86,32 +87,46 @@ def load_assets(path: str | Path) -> list[Asset]:
     return [Asset.model_validate(item) for item in items]
 
 
-_assets: dict[str, Asset] | None = None
-_converters: dict[str, Converter] | None = None
+def collect_assets(host: PluginHost) -> dict[str, Asset]:
+    """Every asset the host's plugins register; a name registered twice is an error naming both."""
+    found: dict[str, Asset] = {}
+
+    def make(plugin: str) -> dict[str, Any]:
+        def register(asset: Asset | list[Asset]) -> None:
+            for a in asset if isinstance(asset, list) else [asset]:
+                if a.name in found:
+                    raise DuplicateNameError(
+                        f"The asset {a.name!r} is registered by two plugins: {found[a.name].plugin!r} and {plugin!r}."
+                    )
+                found[a.name] = a.model_copy(update={"plugin": plugin})
+
+        return {"register": register}
+
+    host.call_each("register_assets", make)
+    return found
+
+
+def collect_converters(host: PluginHost) -> dict[str, Converter]:
+    """Every checkpoint converter the host's plugins register."""
+    found: dict[str, Converter] = {}
+
+    def make(plugin: str) -> dict[str, Any]:
+        def register(name: str, detect: Callable, convert: Callable, description: str = "") -> None:
+            if name in found:
+                raise DuplicateNameError(
+                    f"The converter {name!r} is registered by two plugins: {found[name].plugin!r} and {plugin!r}."
+                )
+            found[name] = Converter(name, detect, convert, description, plugin)
+
+        return {"register": register}
+
+    host.call_each("register_converters", make)
+    return found
 
 
 def get_assets() -> dict[str, Asset]:
-    global _assets
-    if _assets is None:
-        from essence.core.plugins import get_host
-
-        found: dict[str, Asset] = {}
-
-        def make(plugin: str) -> dict[str, Any]:
-            def register(asset: Asset | list[Asset]) -> None:
-                for a in asset if isinstance(asset, list) else [asset]:
-                    if a.name in found:
-                        raise DuplicateNameError(
-                            f"The asset {a.name!r} is registered by two plugins: "
-                            f"{found[a.name].plugin!r} and {plugin!r}."
-                        )
-                    found[a.name] = a.model_copy(update={"plugin": plugin})
-
-            return {"register": register}
-
-        get_host().call_each("register_assets", make)
-        _assets = found
-    return _assets
+    """The known weight files, by name."""
+    return get_host().table("assets", collect_assets)
 
 
 def get_asset(name: str) -> Asset:
@@ -125,27 +140,5 @@ def get_asset(name: str) -> Asset:
 
 
 def get_converters() -> dict[str, Converter]:
-    global _converters
-    if _converters is None:
-        from essence.core.plugins import get_host
-
-        found: dict[str, Converter] = {}
-
-        def make(plugin: str) -> dict[str, Any]:
-            def register(name: str, detect: Callable, convert: Callable, description: str = "") -> None:
-                if name in found:
-                    raise DuplicateNameError(
-                        f"The converter {name!r} is registered by two plugins: {found[name].plugin!r} and {plugin!r}."
-                    )
-                found[name] = Converter(name, detect, convert, description, plugin)
-
-            return {"register": register}
-
-        get_host().call_each("register_converters", make)
-        _converters = found
-    return _converters
-
-
-def reset() -> None:
-    global _assets, _converters
-    _assets = _converters = None
+    """The registered checkpoint converters, by name."""
+    return get_host().table("converters", collect_converters)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError, WeightsError
+from essence.core.files import sha256_file
 from essence.core.paths import essence_home
 from essence.weights.assets import Asset, Converter, get_asset, get_converters
 from essence.weights.download import (
@@ -35,7 +36,6 @@ from essence.weights.download import (
     download,
     file_looks_like_html,
     part_path,
-    sha256_file,
 )
 from essence.weights.lock import FileLock
 
@@ -454,7 +454,7 @@ def _copy_hashing(src: Path, dst: Path) -> str:
 
 
 def _new_record(asset: Asset, digest: str, size: int, *, url: str | None, imported_from: str | None = None) -> dict[str, Any]:
-    from essence import __version__
+    from essence.version import __version__
 
     source: dict[str, Any] = {
         "file": asset.filename,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import WeightsError
+from essence.core.files import sha256_hasher
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -86,18 +87,6 @@ def _meta_path(dest: Path) -> Path:
 def discard_partial(dest: Path) -> None:
     part_path(dest).unlink(missing_ok=True)
     _meta_path(dest).unlink(missing_ok=True)
-
-
-def sha256_file(path: str | Path, progress: Callable[[int], None] | None = None) -> str:
-    h = hashlib.sha256()
-    done = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done)
-    return h.hexdigest()
 
 
 _HTML_START = re.compile(rb"\s*(<!doctype\s+html|<html|<head|<body|<!--|<\?xml[^>]*>\s*<!doctype\s+html)", re.I)
@@ -172,7 +161,7 @@ def _download_from(url: str, dest: Path, sha256: str | None, size: int | None, t
         validator = meta.get("validator") if same_source else None
         try:
             if size is not None and offset == size:  # complete but never checked (a killed process)
-                return _finish(url, dest, _hash_existing(part), offset, sha256, size)
+                return _finish(url, dest, sha256_hasher(part), offset, sha256, size)
             return _fetch(url, dest, offset, validator, sha256, size, timeout, bar)
         except _ChecksumMismatch:
             if offset == 0 or restarts:
@@ -207,7 +196,7 @@ def _fetch(
     import urllib.error
     import urllib.request
 
-    from essence import __version__
+    from essence.version import __version__
 
     headers = {"User-Agent": f"essence/{__version__}", "Accept-Encoding": "identity"}
     if offset:
@@ -245,7 +234,7 @@ def _fetch(
 
         part = part_path(dest)
         if offset:
-            hasher = _hash_existing(part)
+            hasher = sha256_hasher(part)
         else:
             hasher = hashlib.sha256()
             etag = resp.headers.get("ETag")
@@ -294,14 +283,6 @@ def _finish(url: str, dest: Path, hasher: Any, done: int, sha256: str | None, si
     os.replace(part_path(dest), dest)
     _meta_path(dest).unlink(missing_ok=True)
     return Downloaded(dest, url, digest, done)
-
-
-def _hash_existing(part: Path) -> Any:
-    h = hashlib.sha256()
-    with open(part, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h
 
 
 def _content_range(value: str | None) -> tuple[int, int | None]:

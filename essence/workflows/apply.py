@@ -7,26 +7,20 @@ direction was made for, with the configuration recorded in the direction file.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from essence.core.errors import ConfigError, EssenceError
-from essence.method.runconfig import (
-    ComponentSpec,
-    SourcesConfig,
-    _Strict,
-    deep_merge,
-    format_config_errors,
-    normalize_shorthands,
-)
+from essence.core.config import ComponentSpec, Strict, build_config, deep_merge
+from essence.core.devices import resolve_device
+from essence.core.errors import EssenceError
+from essence.method.runconfig import SourcesConfig
+from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
 if TYPE_CHECKING:
     import torch
@@ -38,14 +32,18 @@ APPLY_FILES = ("grid.png", "apply.json")
 MAX_ALPHAS = 64
 
 
-class GeneratorChoice(_Strict):
+class GeneratorChoice(Strict):
     """A generator by name (None: the one the direction was made for) and overrides of its configuration."""
 
     name: Union[str, None] = None
     config: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return ComponentSpec.shorthand(value)
 
-class ApplyConfig(_Strict):
+
+class ApplyConfig(Strict):
     """What ``essence apply`` / ``essence sweep`` do; ``apply.json`` in the output folder records it."""
 
     direction: str = Field(description="A direction file (ours, or a TargetCLIP .npy), or a run folder.")
@@ -74,19 +72,9 @@ class ApplyConfig(_Strict):
         return self.seed if self.sources.seed is None else self.sources.seed
 
 
-def validate_apply_config(data: Mapping[str, Any]) -> ApplyConfig:
-    try:
-        return ApplyConfig.model_validate(normalize_shorthands(dict(data)))
-    except ValidationError as exc:
-        raise ConfigError(format_config_errors(exc, ApplyConfig, "apply settings")) from None
-
-
 def build_apply_config(options: Mapping[str, Any], sets: Sequence[str] = ()) -> ApplyConfig:
     """Options, then ``--set key=value`` items on top (dotted keys, JSON values)."""
-    from essence.method.runconfig import parse_set
-
-    merged = deep_merge(normalize_shorthands(dict(options)), normalize_shorthands(parse_set(list(sets))))
-    return validate_apply_config(merged)
+    return build_config(ApplyConfig, options, sets=sets, what="apply settings")
 
 
 # -- alphas ----------------------------------------------------------------------------------------
@@ -165,24 +153,12 @@ def generator_spec_for(direction: Direction, given: GeneratorChoice | None) -> C
     return ComponentSpec(name=given.name, config=given.config)
 
 
-def build_generator(spec: ComponentSpec, device: str) -> tuple[Any, dict[str, Any]]:
-    """Validate first (a bad option fails before weights load), then build."""
+def generator_config(spec: ComponentSpec, device: str) -> tuple[Any, dict[str, Any]]:
+    """The generator's registration and validated config (a bad option fails before weights load)."""
     from essence.core.registry import get_registry
-    from essence.method.runner import component_config, resolve_device
 
     reg = get_registry().get("generator", spec.name)
-    config = component_config(reg, spec.config, resolve_device(device))
-    return reg, config
-
-
-def render_images(generator: Any, ws: torch.Tensor, chunk: int = 8) -> torch.Tensor:
-    """G(ws) without gradients, ``chunk`` latents per pass, on the CPU as float32."""
-    import torch
-
-    with torch.no_grad():
-        return torch.cat(
-            [generator.synthesize(ws[i : i + chunk].to(generator.device)).float().cpu() for i in range(0, len(ws), chunk)]
-        )
+    return reg, component_config(reg, spec.config, resolve_device(device))
 
 
 def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.Tensor:
@@ -192,27 +168,6 @@ def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.T
     if sources.latents:
         return load_latents(sources.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
     return generator.sample_ws(sources.count, seed=seed, truncation=sources.truncation).cpu()
-
-
-def prepare_out(out: Path, marker_files: Sequence[str], *, overwrite: bool, what: str) -> Path:
-    """Refuse to overwrite an earlier result by accident; clear it with ``overwrite``; prove the folder writable."""
-    from essence.method.artifacts import ensure_writable_dir
-
-    if any((out / f).exists() for f in marker_files):
-        if not overwrite:
-            raise EssenceError(f"Output folder {out} already holds {what}. Choose another --out, or pass --overwrite.")
-        for name in marker_files:
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "images", ignore_errors=True)
-    return ensure_writable_dir(out)
-
-
-def default_out(kind: str, stem: str) -> Path:
-    base = Path("essence-runs") / f"{kind}-{stem}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    out, k = base, 2
-    while out.exists():
-        out, k = base.with_name(f"{base.name}-{k}"), k + 1
-    return out
 
 
 # -- apply -----------------------------------------------------------------------------------------
@@ -230,39 +185,38 @@ class ApplyOutcome:
 
 def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str = "apply") -> ApplyOutcome:
     """Render the grid and the images; every input is checked before the generator is built."""
-    from essence.method.artifacts import image_grid, load_latents, write_json
-    from essence.core.images import to_pil
+    from essence.core.files import write_json
+    from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
+    from essence.method.engine import Renderer
+    from essence.method.figures import image_grid
 
     direction, direction_path = open_direction(config.direction)
     spec = generator_spec_for(direction, config.generator)
-    reg, gen_config = build_generator(spec, config.device)
-    if config.sources.latents:
-        load_latents(config.sources.latents, what="Sources latent file")
+    reg, gen_config = generator_config(spec, config.device)
+    check_latent_files([(config.sources.latents, "Sources latent file")])
     stem = direction.metadata.get("target") or (
         direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
     )
-    out = Path(config.out) if config.out else default_out(command, str(stem))
+    out = Path(config.out) if config.out else default_out(str(stem), kind=command)
     out = prepare_out(out, APPLY_FILES, overwrite=overwrite, what=f"an `essence {command}` result")
 
     generator = get_registry().create("generator", reg.name, **gen_config)
     direction.check_fits(generator, source=f"The direction {direction_path.name}")
+    renderer = Renderer(generator, chunk=config.chunk)
     ws = source_latents(generator, config.sources, config.sources_seed)
     b = direction.b.to(ws)
     tile = config.tile or min(int(generator.resolution), 256)
     (out / "images").mkdir(exist_ok=True)
-    columns = []
-    for alpha in config.alphas:
-        columns.append(to_pil(render_images(generator, ws + alpha * b[None], config.chunk)))
+    columns = [to_pil(renderer.images(ws + alpha * b[None])) for alpha in config.alphas]
     rows = [[columns[c][r] for c in range(len(config.alphas))] for r in range(ws.shape[0])]
     files = []
     for r, row in enumerate(rows):
         for alpha, img in zip(config.alphas, row):
             name = f"images/source_{r:02d}_alpha_{alpha_label(alpha)}.png"
-            img.save(out / name)
+            save_image(img, out / name)
             files.append(name)
-    grid = image_grid(rows, tile)
-    grid.save(out / "grid.png")
+    save_image(image_grid(rows, tile), out / "grid.png")
     record = {
         "command": command,
         "direction": str(direction_path),

@@ -18,28 +18,24 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from essence.core.errors import ConfigError, EssenceError
+from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
+from essence.core.devices import resolve_device
+from essence.core.errors import EssenceError
+from essence.method.runconfig import DEFAULT_COMPONENTS, DerivedSeeds, SourcesConfig
+from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 from essence.workflows.invert import InversionConfig
-from essence.method.runconfig import (
-    DEFAULT_COMPONENTS,
-    ComponentSpec,
-    SourcesConfig,
-    _Seeds,
-    _Strict,
-    deep_merge,
-    format_config_errors,
-    normalize_shorthands,
-)
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
+
+    from essence.method.engine import Renderer
 
 METHODS = {"stylegan": "stylegan-blend", "clip": "clip-blend"}
 BLEND_FILES = (
@@ -48,7 +44,7 @@ BLEND_FILES = (
 )
 
 
-class BlendHeldout(_Strict):
+class BlendHeldout(Strict):
     """Sources ``essence eval`` judges the method on (the same rule as a run's held-out sources)."""
 
     count: int = Field(8, ge=0)
@@ -57,7 +53,7 @@ class BlendHeldout(_Strict):
     latents: Union[str, None] = None
 
 
-class BlendConfig(_Seeds, _Strict):
+class BlendConfig(DerivedSeeds, Strict):
     """Everything ``essence blend`` needs; ``config.json`` in a blend folder is this, validated."""
 
     method: Literal["stylegan", "clip"]
@@ -81,7 +77,7 @@ class BlendConfig(_Seeds, _Strict):
     def _shorthands(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        return deep_merge(DEFAULT_COMPONENTS, normalize_shorthands(data))
+        return deep_merge(DEFAULT_COMPONENTS, expand_shorthands(cls, data))
 
     @field_validator("target", mode="before")
     @classmethod
@@ -94,25 +90,14 @@ class BlendConfig(_Seeds, _Strict):
 
 
 def validate_blend_config(data: Mapping[str, Any] | BlendConfig) -> BlendConfig:
-    if isinstance(data, BlendConfig):
-        return data
-    try:
-        return BlendConfig.model_validate(dict(data))
-    except ValidationError as exc:
-        raise ConfigError(format_config_errors(exc, BlendConfig, "blend settings")) from None
+    return validate_config(BlendConfig, data, "blend settings")
 
 
 def build_blend_config(
     *layers: Mapping[str, Any] | None, file: str | Path | None = None, sets: Sequence[str] = ()
 ) -> BlendConfig:
     """file < layers < ``--set`` items, as :func:`essence.method.runconfig.build_run_config`."""
-    from essence.method.runconfig import load_config_file, parse_set
-
-    merged: dict[str, Any] = normalize_shorthands(load_config_file(file)) if file is not None else {}
-    for layer in (*layers, parse_set(list(sets))):
-        if layer:
-            merged = deep_merge(merged, normalize_shorthands(layer))
-    return validate_blend_config(merged)
+    return build_config(BlendConfig, *layers, file=file, sets=sets, what="blend settings")
 
 
 # -- the two methods -------------------------------------------------------------------------------
@@ -187,7 +172,31 @@ def clip_blend(
     return best, trace
 
 
-# -- one blend run ---------------------------------------------------------------------------------
+# -- one blend run: prepare, run, write the folder ---------------------------------------------------
+
+
+@dataclass
+class PreparedBlend:
+    """A blend's checked settings and output folder, before any model is built."""
+
+    config: BlendConfig
+    out: Path
+    generator_config: dict[str, Any]
+    encoder_config: dict[str, Any]
+    targets: list[Image.Image]
+
+
+@dataclass
+class BlendResult:
+    """What a blend computed: the sources, their results, the target's latent and how it was found."""
+
+    sources: torch.Tensor
+    results: torch.Tensor
+    target_ws: torch.Tensor | None
+    targets: list[Image.Image]
+    target_embedding: torch.Tensor
+    inversion: dict[str, Any] | None = None
+    trace: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -197,7 +206,16 @@ class BlendOutcome:
     metrics: dict[str, Any]
 
 
-def _target_latent(path: str, generator: Any) -> torch.Tensor:
+def latent_files(cfg: BlendConfig) -> list[tuple[str | None, str]]:
+    return [
+        (cfg.target_latent, "Target latent file"),
+        (cfg.sources.latents, "Sources latent file"),
+        (cfg.heldout.latents, "Held-out latent file"),
+    ]
+
+
+def load_target_latent(path: str, generator: Any) -> torch.Tensor:
+    """The target's W+ latent ``(1, num_ws, w_dim)`` from a latent file holding exactly one."""
     from essence.method.artifacts import load_latents
 
     ws = load_latents(path, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Target latent file")
@@ -226,6 +244,138 @@ def paper_report(target: torch.Tensor, sources: torch.Tensor, results: torch.Ten
         }
 
 
+def prepare_blend(
+    config: BlendConfig | Mapping[str, Any], *, out: str | Path | None = None, overwrite: bool = False
+) -> PreparedBlend:
+    """Every check that needs no model: components, targets, latent files, the output folder."""
+    from essence.core.images import load_image
+    from essence.core.registry import get_registry
+
+    cfg = validate_blend_config(config)
+    registry = get_registry()
+    device = resolve_device(cfg.device)
+    gen_config = component_config(registry.get("generator", cfg.generator.name), cfg.generator.config, device)
+    enc_config = component_config(registry.get("encoder", cfg.encoder.name), cfg.encoder.config, device)
+    if not cfg.target and not cfg.target_latent:
+        raise EssenceError("No target: pass --target IMAGE or --target-latent FILE.")
+    targets = [load_image(t) for t in cfg.target]
+    check_latent_files(latent_files(cfg))
+    stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
+    run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
+    run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
+    cfg = cfg.model_copy(update={"out": str(run_dir)})
+    return PreparedBlend(cfg, run_dir, gen_config, enc_config, targets)
+
+
+def run_blend(
+    p: PreparedBlend,
+    renderer: Renderer,
+    *,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[str, int, int, float], None] | None = None,
+) -> BlendResult:
+    """The blend itself: the sources, the target's latent (inverting the target when needed), the results."""
+    from essence.core.images import to_pil
+    from essence.method.engine import embed_target
+    from essence.workflows.apply import source_latents
+    from essence.workflows.invert import invert_image
+
+    cfg, generator, encoder = p.config, renderer.generator, renderer.encoder
+    ws = source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
+    trace: list[dict[str, Any]] = []
+    inversion = None
+    targets = list(p.targets)
+    target_ws = load_target_latent(cfg.target_latent, generator) if cfg.target_latent else None
+    if cfg.method == "stylegan" and target_ws is None:
+        if notify is not None:
+            notify(f"Inverting the target image ({cfg.inversion.steps} steps): the StyleGAN blend needs a latent.")
+        inv = invert_image(
+            generator, encoder, targets[0], cfg.inversion,
+            callback=None if progress is None else (lambda i, v: progress("inversion", i, cfg.inversion.steps, v)),
+        )
+        target_ws = inv.ws.to(generator.device)
+        inversion = {"steps": cfg.inversion.steps, "loss": inv.loss}
+        trace = [{"stage": "inversion", **row} for row in inv.trace]
+    if not targets:  # only a latent: the target is its image
+        assert target_ws is not None
+        targets = to_pil(renderer.images(target_ws))
+    target_embedding = embed_target(encoder, targets).to(generator.device)
+    if cfg.method == "stylegan":
+        assert target_ws is not None
+        results = stylegan_blend(ws, target_ws, cfg.weight)
+    else:
+        results, blend_trace = clip_blend(
+            generator, encoder, target_embedding, ws, steps=cfg.steps, lr=cfg.lr, weight=cfg.weight, chunk=cfg.chunk,
+            callback=None if progress is None else (lambda i, v: progress("blend", i, cfg.steps, v)),
+        )
+        trace = [{"stage": "blend", **row} for row in blend_trace]
+    return BlendResult(ws, results, target_ws, targets, target_embedding, inversion, trace)
+
+
+def write_blend_folder(
+    p: PreparedBlend, renderer: Renderer, result: BlendResult, *, names: tuple[str, str], seconds: float
+) -> dict[str, Any]:
+    """The latents, images, sheet, trace and metrics.json of a finished blend; returns the metrics."""
+    from essence.core.files import write_json
+    from essence.core.images import save_image, to_pil
+    from essence.method.artifacts import save_latents, write_trace_csv
+    from essence.method.figures import contact_sheet, loss_plot, sheet_tile
+
+    cfg, out, generator, encoder = p.config, p.out, renderer.generator, renderer.encoder
+    files = ["config.json", "metrics.json", "sheet.png", "sources.safetensors", "results.safetensors"]
+    meta = {"format": "essence-latents", "method": cfg.label, "generator": names[0]}
+    if result.target_ws is not None:
+        save_latents(out / "target_latent.safetensors", result.target_ws, metadata={**meta, "role": "target"})
+        files.append("target_latent.safetensors")
+    save_latents(out / "sources.safetensors", result.sources, metadata={**meta, "role": "sources"})
+    save_latents(out / "results.safetensors", result.results, metadata={**meta, "role": "results"})
+    source_images, result_images = renderer.images(result.sources), renderer.images(result.results)
+    report = paper_report(
+        result.target_embedding.float().cpu(),
+        renderer.embed_images(source_images).cpu(),
+        renderer.embed_images(result_images).cpu(),
+    )
+
+    (out / "images").mkdir(exist_ok=True)
+    sources_pil, results_pil = to_pil(source_images), to_pil(result_images)
+    for i, (s, r) in enumerate(zip(sources_pil, results_pil)):
+        save_image(s, out / "images" / f"source_{i:02d}.png")
+        save_image(r, out / "images" / f"result_{i:02d}.png")
+        files += [f"images/source_{i:02d}.png", f"images/result_{i:02d}.png"]
+    for i, t in enumerate(result.targets):
+        save_image(t, out / "images" / f"target_{i:02d}.png")
+        files.append(f"images/target_{i:02d}.png")
+    if result.inversion is not None:
+        assert result.target_ws is not None
+        save_image(to_pil(renderer.images(result.target_ws))[0], out / "images" / "target_inverted.png")
+        files.append("images/target_inverted.png")
+    sheet = contact_sheet(result.targets, sources_pil, results_pil, tile=sheet_tile(generator.resolution))
+    save_image(sheet, out / "sheet.png")
+    trace = result.trace
+    if trace:
+        write_trace_csv(out / "trace.csv", trace)
+        title = f"{cfg.label}: {trace[0]['stage']} loss"
+        save_image(loss_plot({"loss": [r["loss"] for r in trace]}, title=title), out / "loss.png")
+        files += ["trace.csv", "loss.png"]
+    metrics = {
+        "status": "completed",
+        "method": cfg.label,
+        "generator": names[0],
+        "encoder": names[1],
+        "generator_weights_id": getattr(generator, "weights_id", "unknown"),
+        "encoder_weights_id": getattr(encoder, "weights_id", "unknown"),
+        "device": str(generator.device),
+        "sources": int(result.sources.shape[0]),
+        "report": report,
+        "inversion": result.inversion,
+        "final_loss": trace[-1]["loss"] if trace else None,
+        "seconds": seconds,
+        "files": sorted(files),
+    }
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
 def execute_blend(
     config: BlendConfig | Mapping[str, Any],
     *,
@@ -239,126 +389,25 @@ def execute_blend(
     ``progress(stage, step, steps, loss)`` is called after every optimisation step (stage ``inversion`` or
     ``blend``); ``notify`` receives one-line messages.
     """
-    import torch
-
-    from essence.workflows.apply import default_out, prepare_out, render_images, source_latents
-    from essence.method.artifacts import contact_sheet, load_latents, loss_plot, save_latents, write_json, write_trace_csv
-    from essence.method.engine import embed_target
-    from essence.core.images import load_image, to_pil
-    from essence.workflows.invert import invert_image
+    from essence.core.files import write_json
     from essence.core.registry import get_registry
-    from essence.method.runner import component_config, resolve_device
+    from essence.method.engine import Renderer
 
-    cfg = validate_blend_config(config)
-    registry = get_registry()
-    device = resolve_device(cfg.device)
-    gen_reg = registry.get("generator", cfg.generator.name)
-    enc_reg = registry.get("encoder", cfg.encoder.name)
-    gen_config = component_config(gen_reg, cfg.generator.config, device)
-    enc_config = component_config(enc_reg, cfg.encoder.config, device)
-    if not cfg.target and not cfg.target_latent:
-        raise EssenceError("No target: pass --target IMAGE or --target-latent FILE.")
-    targets = [load_image(t) for t in cfg.target]
-    for path, what in (
-        (cfg.target_latent, "Target latent file"),
-        (cfg.sources.latents, "Sources latent file"),
-        (cfg.heldout.latents, "Held-out latent file"),
-    ):
-        if path:
-            load_latents(path, what=what)
-    stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
-    run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(cfg.label, stem))
-    run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
-    cfg = cfg.model_copy(update={"out": str(run_dir)})
-
+    p = prepare_blend(config, out=out, overwrite=overwrite)
+    cfg = p.config
     started = time.perf_counter()
-    generator = registry.create("generator", gen_reg.name, **gen_config)
-    encoder = registry.create("encoder", enc_reg.name, **enc_config)
-    write_json(run_dir / "config.json", {"kind": "blend", **cfg.model_dump(mode="json")})
-    if cfg.heldout.latents:
-        load_latents(cfg.heldout.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Held-out latent file")
-    ws = source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
-    chunk = cfg.chunk or 8
-    files = ["config.json", "metrics.json", "sheet.png", "sources.safetensors", "results.safetensors"]
-    trace: list[dict[str, Any]] = []
-    inversion = None
-    target_ws = _target_latent(cfg.target_latent, generator) if cfg.target_latent else None
-    if cfg.method == "stylegan" and target_ws is None:
-        if notify is not None:
-            notify(f"Inverting the target image ({cfg.inversion.steps} steps): the StyleGAN blend needs a latent.")
-        inv = invert_image(
-            generator, encoder, targets[0], cfg.inversion,
-            callback=None if progress is None else (lambda i, v: progress("inversion", i, cfg.inversion.steps, v)),
-        )
-        target_ws = inv.ws.to(generator.device)
-        inversion = {"steps": cfg.inversion.steps, "loss": inv.loss}
-        trace = [{"stage": "inversion", **row} for row in inv.trace]
-    if target_ws is not None:
-        save_latents(run_dir / "target_latent.safetensors", target_ws, metadata={"format": "essence-latents", "role": "target"})
-        files.append("target_latent.safetensors")
-    if not targets:  # only a latent: the target is its image
-        assert target_ws is not None
-        targets = to_pil(render_images(generator, target_ws, chunk))
-
-    target_embedding = embed_target(encoder, targets).to(generator.device)
-    if cfg.method == "stylegan":
-        assert target_ws is not None
-        results = stylegan_blend(ws, target_ws, cfg.weight)
-    else:
-        results, blend_trace = clip_blend(
-            generator, encoder, target_embedding, ws, steps=cfg.steps, lr=cfg.lr, weight=cfg.weight, chunk=cfg.chunk,
-            callback=None if progress is None else (lambda i, v: progress("blend", i, cfg.steps, v)),
-        )
-        trace = [{"stage": "blend", **row} for row in blend_trace]
-
-    meta = {"format": "essence-latents", "method": cfg.label, "generator": gen_reg.name}
-    save_latents(run_dir / "sources.safetensors", ws, metadata={**meta, "role": "sources"})
-    save_latents(run_dir / "results.safetensors", results, metadata={**meta, "role": "results"})
-    source_images, result_images = render_images(generator, ws, chunk), render_images(generator, results, chunk)
-    def embed_all(images: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return torch.cat([encoder.embed(images[i : i + chunk].to(generator.device)) for i in range(0, len(images), chunk)])
-
-    src_emb, res_emb = embed_all(source_images), embed_all(result_images)
-    report = paper_report(target_embedding.float().cpu(), src_emb.float().cpu(), res_emb.float().cpu())
-
-    (run_dir / "images").mkdir(exist_ok=True)
-    sources_pil, results_pil = to_pil(source_images), to_pil(result_images)
-    for i, (s, r) in enumerate(zip(sources_pil, results_pil)):
-        s.save(run_dir / "images" / f"source_{i:02d}.png")
-        r.save(run_dir / "images" / f"result_{i:02d}.png")
-        files += [f"images/source_{i:02d}.png", f"images/result_{i:02d}.png"]
-    for i, t in enumerate(targets):
-        t.save(run_dir / "images" / f"target_{i:02d}.png")
-        files.append(f"images/target_{i:02d}.png")
-    if inversion is not None:
-        assert target_ws is not None
-        to_pil(render_images(generator, target_ws, chunk))[0].save(run_dir / "images" / "target_inverted.png")
-        files.append("images/target_inverted.png")
-    tile = max(96, min(int(generator.resolution), 256))
-    contact_sheet(targets, sources_pil, results_pil, tile=tile).save(run_dir / "sheet.png")
-    if trace:
-        write_trace_csv(run_dir / "trace.csv", trace)
-        stage = trace[0]["stage"]
-        loss_plot({"loss": [r["loss"] for r in trace]}, title=f"{cfg.label}: {stage} loss").save(run_dir / "loss.png")
-        files += ["trace.csv", "loss.png"]
-    metrics = {
-        "status": "completed",
-        "method": cfg.label,
-        "generator": gen_reg.name,
-        "encoder": enc_reg.name,
-        "generator_weights_id": getattr(generator, "weights_id", "unknown"),
-        "encoder_weights_id": getattr(encoder, "weights_id", "unknown"),
-        "device": str(generator.device),
-        "sources": int(ws.shape[0]),
-        "report": report,
-        "inversion": inversion,
-        "final_loss": trace[-1]["loss"] if trace else None,
-        "seconds": time.perf_counter() - started,
-        "files": sorted(files),
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    return BlendOutcome(run_dir, cfg, metrics)
+    registry = get_registry()
+    gen_reg, enc_reg = registry.get("generator", cfg.generator.name), registry.get("encoder", cfg.encoder.name)
+    generator = gen_reg.build(**p.generator_config)
+    encoder = enc_reg.build(**p.encoder_config)
+    write_json(p.out / "config.json", {"kind": "blend", **cfg.model_dump(mode="json")})
+    check_latent_files([(cfg.heldout.latents, "Held-out latent file")], generator)
+    renderer = Renderer(generator, encoder, chunk=cfg.chunk or 8)
+    result = run_blend(p, renderer, notify=notify, progress=progress)
+    metrics = write_blend_folder(
+        p, renderer, result, names=(gen_reg.name, enc_reg.name), seconds=time.perf_counter() - started
+    )
+    return BlendOutcome(p.out, cfg, metrics)
 
 
 def read_blend_config(run_dir: Path) -> BlendConfig:

@@ -37,8 +37,8 @@ def split_sets(items: Sequence[str]) -> tuple[list[str], list[str], list[str]]:
 
 def blend_settings(run_config: Any, method: str, target_latent: str | None, overrides: Mapping[str, Any]) -> Any:
     """A BlendConfig with the run's generator, encoder, target, sources, seed and held-out sources."""
+    from essence.core.config import deep_merge
     from essence.workflows.blend import validate_blend_config
-    from essence.method.runconfig import deep_merge
 
     h = run_config.heldout
     data: dict[str, Any] = {
@@ -82,11 +82,11 @@ def execute_compare(
     Every setting of all three (and of the judge) is validated before the first model is built.
     ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.method.runner.execute_run`.
     """
-    from essence.workflows.apply import prepare_out
-    from essence.method.artifacts import load_latents, write_json
-    from essence.workflows.blend import execute_blend
-    from essence.workflows.evaluate import Components, EvalConfig, evaluate_runs, metrics_markdown
+    from essence.core.files import write_json, write_text
+    from essence.method.rundir import check_latent_files, prepare_out
     from essence.method.runner import execute_run
+    from essence.workflows.blend import execute_blend
+    from essence.workflows.evaluate import Components, EvalConfig, evaluate_runs, metrics_markdown, selected_metrics
 
     blend_overrides = dict(blend_overrides or {})
     eval_config = eval_config or EvalConfig()
@@ -96,15 +96,12 @@ def execute_compare(
         "stylegan-blend": blend_settings(run_config, "stylegan", target_latent, blend_overrides),
         "clip-blend": blend_settings(run_config, "clip", target_latent, blend_overrides),
     }
-    if target_latent:
-        load_latents(target_latent, what="Target latent file")
+    check_latent_files([(target_latent, "Target latent file")])
     components = Components(run_config.device)
     components.validate("generator", run_config.generator)
     components.validate("encoder", run_config.encoder)
     if eval_config.encoder is not None:
         components.validate("encoder", eval_config.encoder)
-    from essence.workflows.evaluate import selected_metrics
-
     selected_metrics(eval_config.metrics)
     root = prepare_out(Path(out), COMPARE_FILES, overwrite=overwrite, what="a comparison")
     folders = {name: root / name for name, _ in METHODS}
@@ -128,15 +125,15 @@ def execute_compare(
     for run, (name, _) in zip(report["runs"], METHODS):
         run["label"] = name
     write_json(root / "metrics.json", report)
-    (root / "metrics.md").write_text(metrics_markdown(report, [name for name, _ in METHODS]), encoding="utf-8")
+    write_text(root / "metrics.md", metrics_markdown(report, [name for name, _ in METHODS]))
     figure = write_figure(root, folders)
     return CompareOutcome(root, "completed", report, figure, folders)
 
 
 def write_figure(root: Path, folders: Mapping[str, Path]) -> Path:
     """figure.png from the run folders' images (sources, targets and each method's results)."""
-    from essence.method.artifacts import comparison_figure
-    from essence.core.images import load_image
+    from essence.core.images import load_image, save_image
+    from essence.method.figures import comparison_figure, sheet_tile
 
     first = folders["essence"] / "images"
     sources = [load_image(p) for p in sorted(first.glob("source_[0-9][0-9].png"))]
@@ -145,6 +142,6 @@ def write_figure(root: Path, folders: Mapping[str, Path]) -> Path:
     for name, label in METHODS:
         results = [load_image(p) for p in sorted((folders[name] / "images").glob("result_[0-9][0-9].png"))]
         rows.append((label, results))
-    tile = max(96, min(sources[0].width, 256)) if sources else 96
-    comparison_figure(targets, sources, rows, tile=tile).save(root / "figure.png")
+    tile = sheet_tile(sources[0].width) if sources else 96
+    save_image(comparison_figure(targets, sources, rows, tile=tile), root / "figure.png")
     return root / "figure.png"

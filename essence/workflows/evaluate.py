@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from essence.core.errors import ConfigError, EssenceError
-from essence.method.runconfig import ComponentSpec, _Strict, deep_merge, format_config_errors, normalize_shorthands
+from essence.core.config import ComponentSpec, Strict, build_config
+from essence.core.devices import resolve_device
+from essence.core.errors import EssenceError
+from essence.method.rundir import check_latent_files, component_config
 
 if TYPE_CHECKING:
     import torch
@@ -34,13 +36,13 @@ if TYPE_CHECKING:
 DEFAULT_HELDOUT = 8
 
 
-class EvalHeldout(_Strict):
+class EvalHeldout(Strict):
     count: Union[int, None] = Field(None, ge=1, description="Default: the run's held-out count (8 when it had none).")
     seed: Union[int, None] = Field(None, description="Default: the run's held-out seed.")
     alpha: Union[float, None] = Field(None, description="Strength of a direction; default: the run's held-out alpha.")
 
 
-class EvalConfig(_Strict):
+class EvalConfig(Strict):
     """How ``essence eval`` judges: the second encoder, held-out overrides, which metrics."""
 
     encoder: Union[ComponentSpec, None] = Field(None, description="A second, judging encoder besides each run's own.")
@@ -51,13 +53,7 @@ class EvalConfig(_Strict):
 
 
 def build_eval_config(options: Mapping[str, Any], sets: Sequence[str] = ()) -> EvalConfig:
-    from essence.method.runconfig import parse_set
-
-    merged = deep_merge(normalize_shorthands(dict(options)), normalize_shorthands(parse_set(list(sets))))
-    try:
-        return EvalConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(format_config_errors(exc, EvalConfig, "eval settings")) from None
+    return build_config(EvalConfig, options, sets=sets, what="eval settings")
 
 
 # -- run folders -----------------------------------------------------------------------------------
@@ -128,14 +124,11 @@ class Components:
     """Generators and encoders built once per (name, config), so judging several runs builds each once."""
 
     def __init__(self, device: str) -> None:
-        from essence.method.runner import resolve_device
-
         self.device = resolve_device(device)
         self._built: dict[str, Any] = {}
 
     def validate(self, kind: str, spec: ComponentSpec) -> dict[str, Any]:
         from essence.core.registry import get_registry
-        from essence.method.runner import component_config
 
         return component_config(get_registry().get(kind, spec.name), spec.config, self.device)
 
@@ -183,7 +176,7 @@ def edit_sources(
     run: RunFolder, generator: Any, encoder: Any, ws: torch.Tensor, alpha: float | None, chunk: int
 ) -> torch.Tensor:
     """The run's method applied to new sources ``ws``."""
-    from essence.workflows.blend import _target_latent, clip_blend, stylegan_blend
+    from essence.workflows.blend import clip_blend, load_target_latent, stylegan_blend
     from essence.method.engine import embed_target
 
     if run.method == "essence":
@@ -195,7 +188,7 @@ def edit_sources(
         latent = run.path / "target_latent.safetensors"
         if not latent.is_file():
             raise EssenceError(f"{run.path} has no target_latent.safetensors: the StyleGAN blend cannot be re-applied.")
-        return stylegan_blend(ws, _target_latent(str(latent), generator).cpu(), cfg.weight)
+        return stylegan_blend(ws, load_target_latent(str(latent), generator).cpu(), cfg.weight)
     if run.method == "clip-blend":
         target = embed_target(encoder, run.targets).to(generator.device)
         results, _ = clip_blend(generator, encoder, target, ws, steps=cfg.steps, lr=cfg.lr, weight=cfg.weight, chunk=cfg.chunk)
@@ -265,8 +258,8 @@ def compute_metrics(
 def evaluate_run(
     run: RunFolder, config: EvalConfig, components: Components, metrics: Sequence[tuple[str, Any, Any]]
 ) -> dict[str, Any]:
-    from essence.workflows.apply import render_images
     from essence.core.interfaces import MetricContext
+    from essence.method.engine import Renderer
 
     started = time.perf_counter()
     settings = heldout_settings(run, config)
@@ -280,9 +273,10 @@ def evaluate_run(
     ws = heldout_latents(generator, settings)
     settings["count"] = int(ws.shape[0])  # a latent file decides its own count
     results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
+    renderer = Renderer(generator, chunk=config.chunk)
     ctx = MetricContext(
-        sources=render_images(generator, ws, config.chunk),
-        results=render_images(generator, results, config.chunk),
+        sources=renderer.images(ws),
+        results=renderer.images(results),
         targets=run.targets,
         source_ws=ws,
         result_ws=results,
@@ -314,9 +308,7 @@ def evaluate_runs(paths: Sequence[str | Path], config: EvalConfig) -> dict[str, 
         components.validate("generator", run.generator)
         components.validate("encoder", run.encoder)
         if heldout_settings(run, config)["latents"]:
-            from essence.method.artifacts import load_latents
-
-            load_latents(run.heldout_latents, what="Held-out latent file")  # type: ignore[arg-type]
+            check_latent_files([(run.heldout_latents, "Held-out latent file")])
     if config.encoder is not None:
         components.validate("encoder", config.encoder)
     return {

@@ -10,7 +10,6 @@ writes our formats with metadata that says where the data came from: a direction
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError
+from essence.core.files import sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -38,14 +38,6 @@ class ImportedLatents:
     container: str  # "tensor", "list", "dict[<key>]", "dict of N named latents"
     source_shape: tuple[int, ...]
     names: list[str] = field(default_factory=list)
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_any(p: Path, what: str) -> Any:
@@ -166,7 +158,7 @@ def _provenance(p: Path, fmt: str, container: str, shape: tuple[int, ...]) -> di
         "imported_format": fmt,
         "imported_container": container,
         "imported_shape": list(shape),
-        "imported_sha256": sha256_of(p),
+        "imported_sha256": sha256_file(p),
     }
 
 
@@ -204,7 +196,7 @@ def import_latents(
     """Latents saved by another tool -> our ``.safetensors`` latent file (``ws`` ``(N, num_ws, w_dim)``)."""
     import json
 
-    import essence
+    from essence.version import __version__
     from essence.method.artifacts import save_latents
 
     p = Path(src)
@@ -212,7 +204,7 @@ def import_latents(
     _check_generator(generator)
     meta: dict[str, Any] = {
         "format": "essence-latents",
-        "essence_version": essence.__version__,
+        "essence_version": __version__,
         "count": imported.ws.shape[0],
         "num_ws": imported.ws.shape[1],
         "w_dim": imported.ws.shape[2],

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
-from essence.method.runconfig import _Strict
+from essence.core.config import Strict
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
 
-class InversionConfig(_Strict):
+class InversionConfig(Strict):
     steps: int = Field(200, ge=1, description="Adam steps.")
     lr: float = Field(0.05, gt=0, description="Adam's learning rate (constant).")
     pixel: float = Field(1.0, ge=0, description="Weight of the pixel MSE (images in [-1, 1]).")
@@ -54,7 +54,7 @@ def invert_image(
     import torch
     import torch.nn.functional as F
 
-    from essence.method.artifacts import square_tile
+    from essence.method.figures import square_tile
 
     cfg = config or InversionConfig()
     device = generator.device

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+import essence
 from essence import WeightsError
 
 #: ``format`` in the metadata of files written by :func:`convert`.
@@ -182,7 +183,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             raise WeightsError(f"{path}: not a readable safetensors file ({exc}).") from None
         meta = info["metadata"]
         info["format"] = meta.get("format", "safetensors")
-        info["sha256"] = meta.get("source_sha256") or _sha256_file(path)
+        info["sha256"] = meta.get("source_sha256") or essence.sha256_file(path)
         info["openai"] = meta.get("quick_gelu") == "true"
     else:
         data = path.read_bytes()
@@ -238,14 +239,6 @@ def _clean_state_dict(raw: Any, path: Path) -> tuple[dict[str, torch.Tensor], li
         else:
             out[str(key)] = value.clone().contiguous()
     return out, dtypes
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _blocks(state: dict[str, torch.Tensor], prefix: str, index: int) -> int:

@@ -5,7 +5,6 @@ Reading checkpoints (checkpoints.py) and the network (model.py) stay apart: this
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,11 +20,7 @@ if TYPE_CHECKING:
 
 def file_id(path: Path) -> str:
     """SHA256 prefix of a weights file, recorded in direction files."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return essence.sha256_file(path)[:16]
 
 
 def build_generator(config: StyleGAN2Config, name: str = "stylegan2") -> StyleGAN2Generator:

@@ -1,0 +1,204 @@
+"""Figures of a run folder: the contact sheet and Figure 1 (one layout), the apply grid, the loss plot.
+
+Drawn with PIL, so a run folder needs no plotting library.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from PIL import Image, ImageDraw
+
+LABEL_HEIGHT = 14
+BLACK, WHITE = (0, 0, 0), (255, 255, 255)
+
+
+def sheet_tile(resolution: int) -> int:
+    """The tile size of sheets and figures for a generator's resolution: 96 to 256 pixels."""
+    return max(96, min(int(resolution), 256))
+
+
+def square_tile(img: Image.Image, size: int) -> Image.Image:
+    """Centre-crop to a square and resize, as the target is shown in the sheet."""
+    from PIL import Image
+
+    w, h = img.size
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+    return img.convert("RGB").crop(box).resize((size, size), Image.Resampling.LANCZOS)
+
+
+def fit_tile(img: Image.Image, tile: int) -> Image.Image:
+    """An image at ``tile`` x ``tile``: nearest-neighbour when enlarged (small generators stay crisp)."""
+    from PIL import Image
+
+    up = img.width < tile
+    return img.convert("RGB").resize((tile, tile), Image.Resampling.NEAREST if up else Image.Resampling.LANCZOS)
+
+
+@dataclass
+class SheetRow:
+    """One row of a sheet: ``images`` in columns 1.., and what the left cell (column 0) shows: the target
+    image(s), stacked; a text on grey; or nothing. ``captions``: column -> text, in a band above the row."""
+
+    images: Sequence[Image.Image]
+    left: Union[Sequence[Image.Image], str, None] = None
+    captions: Mapping[int, str] = field(default_factory=dict)
+
+
+def sheet(rows: Sequence[SheetRow], *, tile: int = 256, gap: int = 4) -> Image.Image:
+    """Rows of tiles with a left cell each: the layout of the contact sheet and of Figure 1."""
+    from PIL import Image, ImageDraw
+
+    n = len(rows[0].images)
+    if any(len(r.images) != n for r in rows):
+        raise ValueError("every row needs the same number of images (one result per source)")
+    width = (n + 1) * tile + (n + 2) * gap
+    height = sum(tile + gap + (LABEL_HEIGHT if r.captions else 0) for r in rows) + gap
+    out = Image.new("RGB", (width, height), WHITE)
+    draw = ImageDraw.Draw(out)
+
+    def x_of(col: int) -> int:
+        return gap + col * (tile + gap)
+
+    y = 0
+    for r, row in enumerate(rows):
+        if r:
+            y += gap
+        if row.captions:
+            for col, text in row.captions.items():
+                draw.text((x_of(col), y + 2), text, fill=BLACK)
+            y += LABEL_HEIGHT
+        if not r:
+            y += gap
+        for i, img in enumerate(row.images):
+            out.paste(fit_tile(img, tile), (x_of(i + 1), y))
+        if isinstance(row.left, str):
+            draw.rectangle([x_of(0), y, x_of(0) + tile - 1, y + tile - 1], fill=(235, 235, 235))
+            draw.text((x_of(0) + 6, y + tile // 2 - 6), row.left, fill=BLACK)
+        elif row.left is not None:
+            _stack(out, draw, row.left, x_of(0), y, tile)
+        y += tile
+    return out
+
+
+def _stack(out: Image.Image, draw: ImageDraw.ImageDraw, targets: Sequence[Image.Image], x: int, y: int, tile: int) -> None:
+    """Several targets share one cell in a k x k grid; none is a grey placeholder."""
+    if not targets:
+        draw.rectangle([x, y, x + tile - 1, y + tile - 1], fill=(200, 200, 200))
+        return
+    k = math.ceil(math.sqrt(len(targets)))
+    sub = tile // k
+    for j, t in enumerate(targets):
+        out.paste(square_tile(t, sub), (x + (j % k) * sub, y + (j // k) * sub))
+
+
+def contact_sheet(
+    targets: Sequence[Image.Image],
+    sources: Sequence[Image.Image],
+    results: Sequence[Image.Image],
+    *,
+    tile: int = 256,
+    gap: int = 4,
+) -> Image.Image:
+    """The paper's layout: sources along the top row, results below them, the target(s) at the left."""
+    if len(results) != len(sources):
+        raise ValueError("one result per source")
+    return sheet(
+        [
+            SheetRow(sources, None, {1: "sources"}),
+            SheetRow(results, list(targets), {0: "target", 1: "results"}),
+        ],
+        tile=tile,
+        gap=gap,
+    )
+
+
+def comparison_figure(
+    targets: Sequence[Image.Image],
+    sources: Sequence[Image.Image],
+    rows: Sequence[tuple[str, Sequence[Image.Image]]],
+    *,
+    tile: int = 256,
+    gap: int = 4,
+) -> Image.Image:
+    """The paper's Figure 1: the target at the left of the top row, the sources along it, then one row of
+    results per method with the method's name in its left cell."""
+    top = SheetRow(sources, list(targets), {0: "target", 1: "sources"})
+    return sheet([top, *(SheetRow(images, label) for label, images in rows)], tile=tile, gap=gap)
+
+
+_SERIES_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
+
+
+def loss_plot(
+    series: Mapping[str, Sequence[float]], *, size: tuple[int, int] = (720, 420), title: str = "loss"
+) -> Image.Image:
+    """A line plot of each series against the step, with axes, ticks and a legend."""
+    from PIL import Image, ImageDraw
+
+    w, h = size
+    left, right, top, bottom = 64, 16, 28, 40
+    img = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    finite = [v for vals in series.values() for v in vals if math.isfinite(v)]
+    steps = max((len(v) for v in series.values()), default=0)
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 0.5, hi + 0.5
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    pw, ph = w - left - right, h - top - bottom
+
+    def xy(i: int, v: float) -> tuple[float, float]:
+        x = left + (i / max(steps - 1, 1)) * pw
+        y = top + (1 - (v - lo) / (hi - lo)) * ph
+        return x, y
+
+    draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
+    for k in range(6):
+        v = lo + (hi - lo) * k / 5
+        _, y = xy(0, v)
+        draw.line([left - 4, y, left, y], fill=(0, 0, 0))
+        draw.line([left + 1, y, left + pw - 1, y], fill=(235, 235, 235))
+        draw.text((4, y - 6), f"{v:.3g}", fill=(0, 0, 0))
+    for k in range(6):
+        i = round((steps - 1) * k / 5) if steps > 1 else 0
+        x, _ = xy(i, lo)
+        draw.line([x, top + ph, x, top + ph + 4], fill=(0, 0, 0))
+        draw.text((x - 8, top + ph + 8), str(i), fill=(0, 0, 0))
+    draw.text((left + pw // 2 - 12, h - 16), "step", fill=(0, 0, 0))
+    draw.text((left, 8), title, fill=(0, 0, 0))
+    for n, (name, vals) in enumerate(series.items()):
+        colour = _SERIES_COLOURS[n % len(_SERIES_COLOURS)]
+        points = [xy(i, v) for i, v in enumerate(vals) if math.isfinite(v)]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2)
+        elif points:
+            x, y = points[0]
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        lx = left + pw - 150
+        ly = top + 8 + 14 * n
+        draw.line([lx, ly + 6, lx + 20, ly + 6], fill=colour, width=2)
+        draw.text((lx + 26, ly), name, fill=(0, 0, 0))
+    return img
+
+
+def image_grid(rows: Sequence[Sequence[Image.Image]], tile: int) -> Image.Image:
+    """Tiles edge to edge, ``len(rows)`` x ``len(rows[0])`` of ``tile`` pixels: nothing else, so a grid's
+    size says its layout and any tile can be cut out of it at ``(col * tile, row * tile)``."""
+    from PIL import Image
+
+    if not rows or not rows[0] or any(len(r) != len(rows[0]) for r in rows):
+        raise ValueError("a grid needs rows of equal, non-zero length")
+    grid = Image.new("RGB", (len(rows[0]) * tile, len(rows) * tile))
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            grid.paste(fit_tile(img, tile), (c * tile, r * tile))
+    return grid
+
+

@@ -1,0 +1,1 @@
+"""Uses of a direction built on the method: apply/sweep, blends, inversion, evaluation, comparison, import."""
