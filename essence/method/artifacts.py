@@ -97,6 +97,14 @@ def load_latents(
     return ws.float().contiguous()
 
 
+def source_latents(generator: Any, sources: Any, seed: int) -> torch.Tensor:
+    """The sources a ``sources`` setting names (``count``, ``truncation``, ``latents``): random ones drawn and
+    truncated exactly as ``essence run`` draws them, or a latent file's rows; on the CPU."""
+    if sources.latents:
+        return load_latents(sources.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
+    return generator.sample_ws(sources.count, seed=seed, truncation=sources.truncation).cpu()
+
+
 def _one_tensor(obj: Any, p: Path, what: str) -> torch.Tensor:
     import torch
 

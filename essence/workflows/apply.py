@@ -23,8 +23,6 @@ from essence.method.runconfig import SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
 if TYPE_CHECKING:
-    import torch
-
     from essence.method.artifacts import Direction
 
 APPLY_FILES = ("grid.png", "apply.json")
@@ -161,15 +159,6 @@ def generator_config(spec: ComponentSpec, device: str) -> tuple[Any, dict[str, A
     return reg, component_config(reg, spec.config, resolve_device(device))
 
 
-def source_latents(generator: Any, sources: SourcesConfig, seed: int) -> torch.Tensor:
-    """Random sources drawn and truncated exactly as ``essence run`` draws them, or a latent file's rows."""
-    from essence.method.artifacts import load_latents
-
-    if sources.latents:
-        return load_latents(sources.latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
-    return generator.sample_ws(sources.count, seed=seed, truncation=sources.truncation).cpu()
-
-
 # -- apply -----------------------------------------------------------------------------------------
 
 
@@ -189,6 +178,7 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
     from essence.method.engine import Renderer
+    from essence.method.artifacts import source_latents
     from essence.method.figures import image_grid
 
     direction, direction_path = open_direction(config.direction)

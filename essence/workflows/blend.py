@@ -277,7 +277,7 @@ def run_blend(
     """The blend itself: the sources, the target's latent (inverting the target when needed), the results."""
     from essence.core.images import to_pil
     from essence.method.engine import embed_target
-    from essence.workflows.apply import source_latents
+    from essence.method.artifacts import source_latents
     from essence.workflows.invert import invert_image
 
     cfg, generator, encoder = p.config, renderer.generator, renderer.encoder
