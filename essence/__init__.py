@@ -12,6 +12,7 @@ from essence.core.errors import (
     ConfigError,
     DuplicateNameError,
     EssenceError,
+    MissingExtraError,
     PluginLoadWarning,
     UnknownComponentError,
     WeightsError,
@@ -20,10 +21,25 @@ from essence.core.devices import resolve_device
 from essence.core.hookspecs import hookimpl
 from essence.core.files import sha256_file
 from essence.core.images import load_image, to_rgb
-from essence.core.interfaces import Encoder, Generator, LossContext, LossTerm, Metric, MetricContext, NoiseMode
+from essence.core.interfaces import (
+    AlignedFace,
+    Aligner,
+    Alignment,
+    Encoder,
+    Face,
+    Generator,
+    Inverter,
+    LossContext,
+    LossTerm,
+    Metric,
+    MetricContext,
+    NoiseMode,
+)
 from essence.core.registry import (
+    get_aligner,
     get_encoder,
     get_generator,
+    get_inverter,
     get_loss,
     get_metric,
     get_registry,
@@ -35,24 +51,32 @@ from essence.version import __version__
 
 
 __all__ = [
+    "AlignedFace",
+    "Aligner",
+    "Alignment",
     "Asset",
     "ComponentConfig",
     "ConfigError",
     "DuplicateNameError",
     "Encoder",
     "EssenceError",
+    "Face",
     "Generator",
+    "Inverter",
     "LossContext",
     "LossTerm",
     "Metric",
     "MetricContext",
+    "MissingExtraError",
     "NoiseMode",
     "PluginLoadWarning",
     "UnknownComponentError",
     "WeightsError",
     "__version__",
+    "get_aligner",
     "get_encoder",
     "get_generator",
+    "get_inverter",
     "get_loss",
     "get_metric",
     "get_registry",

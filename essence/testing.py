@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from essence.core.interfaces import Encoder, Generator, LossContext, MetricContext
+from essence.core.errors import EssenceError
+from essence.core.interfaces import AlignedFace, Aligner, Encoder, Generator, Inverter, LossContext, MetricContext
 
 
 def check_generator(gen: Generator, n: int = 2, max_abs: float = 100.0) -> None:
@@ -142,12 +143,86 @@ def check_metric(metric: Any, n: int = 3, size: int = 16) -> None:
         assert metric(ctx) == value, "the metric is not deterministic"
 
 
+class StandInGenerator(Generator):
+    """A tiny generator for inverter checks: a fixed random linear map of W+ to images in (-1, 1)."""
+
+    z_dim = 4
+
+    def __init__(self, num_ws: int = 2, w_dim: int = 4, resolution: int = 16) -> None:
+        import torch
+
+        self.num_ws, self.w_dim, self.resolution = num_ws, w_dim, resolution
+        gen = torch.Generator().manual_seed(0)
+        self.weight = torch.randn(num_ws * w_dim, 3 * resolution * resolution, generator=gen) / (num_ws * w_dim) ** 0.5
+        self._mean = torch.zeros(1, w_dim)
+
+    def mapping(self, z: Any) -> Any:
+        return z[:, : self.w_dim] if z.shape[1] >= self.w_dim else z.repeat(1, self.w_dim)[:, : self.w_dim]
+
+    @property
+    def mean_w(self) -> Any:
+        return self._mean
+
+    def synthesize(self, ws: Any, noise: Any = "const") -> Any:
+        import torch
+
+        flat = ws.reshape(ws.shape[0], -1) @ self.weight.to(ws)
+        return torch.tanh(flat).reshape(ws.shape[0], 3, self.resolution, self.resolution)
+
+
+def check_aligner(aligner: Aligner, resolution: int = 32) -> None:
+    """An aligner returns crops of the asked size, or refuses a photo without a face with an EssenceError."""
+    import numpy as np
+    from PIL import Image
+
+    assert isinstance(aligner, Aligner), f"{type(aligner).__name__} does not implement essence.Aligner"
+    assert aligner.alignment in ("ffhq", "center", "none"), f"unknown alignment {aligner.alignment!r}"
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    try:
+        crops = aligner.align(photo, resolution)
+    except EssenceError:
+        assert aligner.alignment == "ffhq", "only face aligners may refuse a photo (no face found)"
+        return
+    assert crops and all(isinstance(c, AlignedFace) for c in crops), "align must return AlignedFace crops"
+    for c in crops:
+        assert c.image.size == (resolution, resolution) and c.image.mode == "RGB", f"a crop is {c.image.size} {c.image.mode}"
+
+
+def check_inverter(inverter: Inverter, generator: Generator | None = None, n: int = 2) -> None:
+    """An inverter maps images in [-1, 1] to finite W+ latents of the generator's shape, the same twice.
+
+    Without ``generator``, a stand-in of the inverter's own ``num_ws``/``w_dim``/``resolution`` (when it has
+    them) is used."""
+    import torch
+
+    assert isinstance(inverter, Inverter), f"{type(inverter).__name__} does not implement essence.Inverter"
+    if generator is None:
+        generator = StandInGenerator(
+            getattr(inverter, "num_ws", 2), getattr(inverter, "w_dim", 4), getattr(inverter, "resolution", 16)
+        )
+    r = generator.resolution
+    images = torch.rand(n, 3, r, r, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ws = inverter.invert(images, generator)
+    expected = (n, generator.num_ws, generator.w_dim)
+    assert tuple(ws.shape) == expected, f"invert gave {tuple(ws.shape)}, expected {expected}"
+    assert torch.isfinite(ws).all(), "invert returned non-finite latents"
+    assert torch.allclose(ws, inverter.invert(images, generator), atol=1e-4), "invert is not deterministic"
+
+
 def check_component(registration: Any) -> Any:
     """Build a registration at its tiny config and run the check for its kind; returns the instance."""
     assert registration.tiny is not None, (
         f"{registration.kind} {registration.name!r} declares no tiny config (register(..., tiny={{...}}))"
     )
     component = registration.build_tiny()
-    checks = {"generator": check_generator, "encoder": check_encoder, "loss": check_loss, "metric": check_metric}
+    checks = {
+        "generator": check_generator,
+        "encoder": check_encoder,
+        "loss": check_loss,
+        "metric": check_metric,
+        "aligner": check_aligner,
+        "inverter": check_inverter,
+    }
     checks[registration.kind](component)
     return component

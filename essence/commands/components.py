@@ -19,10 +19,10 @@ def _stdout_console():
 
 
 def list_command(
-    kind: Optional[str] = typer.Argument(None, help="generators, encoders, losses or metrics (default: all)."),
+    kind: Optional[str] = typer.Argument(None, help="generators, encoders, losses, metrics, aligners or inverters (default: all)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
-    """List the registered generators, encoders, losses and metrics."""
+    """List the registered generators, encoders, losses, metrics, aligners and inverters."""
     components = list_components(kind)
     if as_json:
         typer.echo(json.dumps({plural(k): [r.summary() for r in regs] for k, regs in components.items()}, indent=2))
@@ -42,7 +42,7 @@ def list_command(
 
 
 def info_command(
-    kind: str = typer.Argument(..., help="generator, encoder, loss or metric."),
+    kind: str = typer.Argument(..., help="generator, encoder, loss, metric, aligner or inverter."),
     name: str = typer.Argument(..., help="The component's name or alias."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:

@@ -41,6 +41,16 @@ class WeightsError(EssenceError):
     """A weights file that is missing, corrupt, of the wrong architecture or unsafe."""
 
 
+class MissingExtraError(EssenceError):
+    """An optional capability whose packages are not installed; the message says what to install."""
+
+    def __init__(self, what: str, extra: str, packages: Iterable[str] = ()):
+        self.extra = extra
+        names = ", ".join(packages)
+        needs = f" (needs {names})" if names else ""
+        super().__init__(f"{what}{needs} is not installed: pip install \"essence-transfer[{extra}]\"")
+
+
 class PluginLoadWarning(UserWarning):
     """A plugin failed to import or to register; everything else keeps working."""
 

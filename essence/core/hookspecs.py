@@ -49,6 +49,18 @@ def register_metrics(register: Any) -> None:
 
 
 @hookspec
+def register_aligners(register: Any) -> None:
+    """Register aligners (a photo -> the crop a generator expects, see :class:`essence.Aligner`). Same
+    ``register`` as above."""
+
+
+@hookspec
+def register_inverters(register: Any) -> None:
+    """Register inverters (aligned images -> W+ latents of a generator, see :class:`essence.Inverter`).
+    Same ``register`` as above."""
+
+
+@hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the ``essence`` CLI: ``@app.command()`` or ``app.add_typer(...)``."""
 

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 NoiseMode = Literal["const", "random", "none"]
+#: What crop of a photo a generator expects: FFHQ face alignment, a centre crop, or the image as it is.
+Alignment = Literal["ffhq", "center", "none"]
 
 
 class Generator(abc.ABC):
@@ -30,6 +32,10 @@ class Generator(abc.ABC):
     z_dim: int
     #: What the weights are (a SHA256 prefix, "random", ...), recorded in direction files.
     weights_id: str = "unknown"
+    #: The crop of a photo this generator makes images like (an aligner of the same alignment makes it).
+    alignment: Alignment = "none"
+    #: The inverter photos are inverted with by default (``essence invert``, photos given as sources).
+    default_inverter: str = "projector"
 
     @abc.abstractmethod
     def mapping(self, z: torch.Tensor) -> torch.Tensor:
@@ -201,6 +207,66 @@ class Metric(abc.ABC):
 
     @abc.abstractmethod
     def __call__(self, ctx: MetricContext) -> float | None: ...
+
+
+@dataclass
+class Face:
+    """A face an aligner found in a photo: its box ``(x0, y0, x1, y1)`` and landmarks ``(68, 2)`` as
+    ``(x, y)`` in photo pixels, in dlib's 68-point order (a backend with other points fills at least the eye
+    contours 36-47 and the mouth corners 48 and 54, NaN elsewhere), and the detector's score."""
+
+    box: tuple[float, float, float, float]
+    landmarks: Any
+    score: float = 1.0
+
+    @property
+    def size(self) -> float:
+        """The box's longer side, in pixels (faces are sorted by it, largest first)."""
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+@dataclass
+class AlignedFace:
+    """One crop an aligner made: ``image`` (RGB, ``resolution`` square), the face it came from (None for
+    alignments without one), the photo quad ``(4, 2)`` the crop maps from, and warnings for the user."""
+
+    image: Image.Image
+    resolution: int
+    face: Face | None = None
+    quad: Any = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Aligner(abc.ABC):
+    """A photo -> the crop a generator expects (``alignment`` names which: see :data:`Alignment`).
+
+    ``align`` returns one crop per face (the largest only, unless ``all_faces``); a photo in which no face
+    is found raises an EssenceError naming the photo, so a caller can go on with the other photos.
+    """
+
+    alignment: Alignment = "ffhq"
+
+    def detect(self, image: Image.Image) -> list[Face]:
+        """The faces in ``image``, largest first (an empty list for alignments without faces)."""
+        return []
+
+    @abc.abstractmethod
+    def align(self, image: Image.Image, resolution: int, *, all_faces: bool = False) -> list[AlignedFace]: ...
+
+
+class Inverter(abc.ABC):
+    """Aligned images -> W+ latents of a generator: ``invert(images, generator)`` with images
+    ``(n, 3, H, W)`` in [-1, 1] returns ``(n, num_ws, w_dim)`` on the generator's device.
+
+    ``generators``: the generator names it was trained for (empty: any generator, as a projector).
+    ``callback(step, steps, loss)``, when given, is called by inverters that optimise, after each step.
+    """
+
+    generators: tuple[str, ...] = ()
+    weights_id: str = "unknown"
+
+    @abc.abstractmethod
+    def invert(self, images: torch.Tensor, generator: Generator, *, callback: Any = None) -> torch.Tensor: ...
 
 
 def module_device(component: Any, default: Any = "cpu") -> Any:

@@ -1,4 +1,4 @@
-"""The registry of components (generators, encoders, losses, metrics), filled by plugins' hooks.
+"""The registry of components (generators, encoders, losses, metrics, aligners, inverters), filled by hooks.
 
 ``register(name, factory, config=..., defaults=..., aliases=..., description=..., tiny=...)`` records
 which plugin registered what; a name (or alias) registered twice is an error naming both plugins.
@@ -20,6 +20,8 @@ KINDS: dict[str, str] = {
     "encoder": "register_encoders",
     "loss": "register_losses",
     "metric": "register_metrics",
+    "aligner": "register_aligners",
+    "inverter": "register_inverters",
 }
 
 
@@ -168,8 +170,18 @@ def get_metric(name: str, **config: Any) -> Any:
     return get_registry().create("metric", name, **config)
 
 
+def get_aligner(name: str, **config: Any) -> Any:
+    """Build the aligner registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("aligner", name, **config)
+
+
+def get_inverter(name: str, **config: Any) -> Any:
+    """Build the inverter registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("inverter", name, **config)
+
+
 def list_components(kind: str | None = None) -> dict[str, list[Registration]]:
-    """Registrations per kind ('generator', 'encoder', 'loss', 'metric'), or of one kind."""
+    """Registrations per kind (see :data:`KINDS`), or of one kind."""
     registry = get_registry()
     kinds = [normalize_kind(kind)] if kind else list(KINDS)
     return {k: registry.list(k) for k in kinds}
