@@ -20,7 +20,15 @@ EXIT_INTERRUPTED = 130
 def run_command(
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders)."),
-    target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="Target image; repeat for several."),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help="Target image; repeat it for several images of one essence (one direction for all)."
+    ),
+    target_text: Optional[list[str]] = typer.Option(
+        None, "--target-text", help="A text target, embedded by the encoder's text tower; repeatable, mixes with images."
+    ),
+    target_weights: Optional[str] = typer.Option(
+        None, "--target-weights", help="One weight per target, images first, then texts: 1,0.5 (default: equal)."
+    ),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps per restart."),
     sources: Optional[str] = typer.Option(
@@ -44,7 +52,11 @@ def run_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
 ) -> None:
-    """Find the essence direction of a target image: one direction in W+ for every source."""
+    """Find the essence direction of a target: one direction in W+ for every source.
+
+    The target is an image, several images of one essence, a text, or a weighted mix of them
+    (--target face.png --target-text "smiling" --target-weights 1,0.5).
+    """
     from essence.method.runconfig import build_run_config
     from essence.method.runner import execute_run, resume_run
 
@@ -53,6 +65,8 @@ def run_command(
         "generator": {"name": generator} if generator else None,
         "encoder": {"name": encoder} if encoder else None,
         "target": list(target) if target else None,
+        "target_text": list(target_text) if target_text else None,
+        "target_weights": target_weights,
         "steps": steps,
         "seed": seed,
         "init": init,
