@@ -9,7 +9,6 @@ import typer
 
 from essence.commands.progress import StageProgress
 from essence.commands.run import (
-    CHECKPOINT_EVERY,
     CHUNK,
     COMPILE,
     CONFIG,

@@ -22,7 +22,7 @@ from typing import Any
 
 from essence.core.errors import EssenceError, MissingExtraError
 from essence.core.files import write_atomic
-from essence.workflows.batch import (
+from essence.workflows.batch_jobs import (
     BatchEvent,
     BatchPlan,
     Emit,

@@ -93,13 +93,10 @@ def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
             tower = openai_visual(arch)
         load_visual(tower, state, path, assign=True)
         weights_id = _weights_id(info)
-        del state  # the text tower is read again if a text is embedded: most runs need none
-
-        def text() -> Any:
-            return openai_text(arch, read_weights(path)[0], device, path)
-
-        if "transformer_width" not in arch:
-            text = None  # an image-tower-only file
+        del state
+        # The text tower is read again from the file only if a text is embedded (most runs embed none);
+        # an image-tower-only file has none.
+        text = (lambda: openai_text(arch, read_weights(path)[0], device, path)) if "transformer_width" in arch else None
     return CLIPEncoder(
         tower,
         embed_dim=int(arch["embed_dim"]),
@@ -176,22 +173,18 @@ def build_openclip(config: Any) -> CLIPEncoder:
         except RuntimeError as exc:
             raise WeightsError(f"open_clip could not build {arch!r} with pretrained={tag!r}: {exc}") from None
 
+    def text_from_file() -> Any:  # the text tower is built again, from the file, only if a text is embedded
+        rebuilt = create()
+        load_text(rebuilt, read_weights(path)[0], path)
+        return openclip_text(rebuilt, arch, device)
+
     model = create()
-    text = None
+    text: Any = None
     if state is not None:
         load_visual(model.visual, state, path)
-        if text_state(state):
-
-            def text() -> Any:  # the text tower is built again, from the file, only if a text is embedded
-                rebuilt = create()
-                load_text(rebuilt, read_weights(path)[0], path)
-                return openclip_text(rebuilt, arch, device)
-
+        text = text_from_file if text_state(state) else None
     elif callable(getattr(model, "encode_text", None)):
-
-        def text() -> Any:
-            return openclip_text(create(), arch, device)
-
+        text = lambda: openclip_text(create(), arch, device)  # noqa: E731
     del state
     return CLIPEncoder.from_model(
         model,
