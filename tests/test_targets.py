@@ -227,3 +227,16 @@ def test_too_long_a_text_is_a_clear_error():
     encoder = essence.get_encoder("clip-vitb32", weights="random", architecture=TINY_VIT, device="cpu")
     with pytest.raises(ConfigError, match="too long"):
         encoder.embed_text([" ".join(["word"] * 100)])
+
+
+def test_eval_judges_a_text_run_with_the_text_tower(cli, tmp_path):
+    out = tmp_path / "run"
+    result = cli(
+        "run", "-g", "toy-sprites", "-e", "toy-clip", "--device", "cpu", "--target-text", "a blue circle",
+        "--steps", "2", "--heldout", "2", "--sources", "2", "--out", str(out), "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    report = cli("eval", str(out), "--device", "cpu", "--json")
+    assert report.exit_code == 0, report.output
+    metrics = {m["metric"]: m for m in json.loads(report.stdout)["runs"][0]["metrics"]}
+    assert metrics["target-similarity"]["value"] is not None

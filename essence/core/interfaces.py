@@ -172,6 +172,7 @@ class MetricContext:
     ``targets``: the target image(s). ``source_ws`` / ``result_ws``: their latents. ``encoder`` /
     ``encoder_name``: the judging encoder for metrics with ``uses_encoder`` (None for the others).
     ``method``: ``essence``, ``stylegan-blend``, ``clip-blend``. ``extras``: anything the harness adds.
+    ``target_texts``: the run's text targets (embedded with the judging encoder's text tower, if it has one).
     """
 
     sources: torch.Tensor
@@ -186,10 +187,12 @@ class MetricContext:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Embeddings already computed, shared by the contexts of one run (one pass per encoder and image set).
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    target_texts: list[str] = field(default_factory=list)
 
     def embed(self, which: Literal["sources", "results", "targets"]) -> torch.Tensor:
         """The judging encoder's L2-normalised embeddings ``(n, D)`` of ``sources``, ``results`` or ``targets``
-        (targets with the encoder's standard preprocessing), computed once per encoder and image set."""
+        (target images with the encoder's standard preprocessing, then the text targets when the encoder has a
+        text tower; none at all: ``(0, D)``), computed once per encoder and image set."""
         import torch
 
         if self.encoder is None:
@@ -199,7 +202,10 @@ class MetricContext:
         if key not in self.cache:
             with torch.no_grad():
                 if which == "targets":
-                    emb = torch.cat([self.encoder.embed_pil(img) for img in items])
+                    parts = [self.encoder.embed_pil(img).float().cpu() for img in items]
+                    if self.target_texts and self.encoder.has_text:
+                        parts.append(self.encoder.embed_text(self.target_texts).float().cpu())
+                    emb = torch.cat(parts) if parts else torch.zeros(0, self.encoder.embed_dim)
                 else:
                     device = module_device(self.encoder, items.device)
                     emb = torch.cat(

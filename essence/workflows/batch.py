@@ -163,9 +163,9 @@ def plan_batch(
 
     out = Path(out)
     if batch.executor == "ray":
-        from essence.workflows.batch_ray import import_ray
+        from essence.workflows.batch_ray import check_ray
 
-        import_ray()  # a missing extra is said before anything else
+        check_ray()  # a missing extra is said before anything else
     if settings.target or settings.target_text:
         raise EssenceError("A batch takes its targets as arguments (essence batch TARGET...), not as run settings.")
     if not settings.checkpoint_every:

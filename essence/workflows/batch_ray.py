@@ -35,7 +35,21 @@ from essence.workflows.batch_jobs import (
 )
 
 
+def check_ray() -> None:
+    """Say what to install when Ray is missing, without importing it (importing reads settings that
+    :func:`start_ray` sets first)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("ray") is not None
+    except (ValueError, AttributeError):  # a stand-in None in sys.modules
+        found = False
+    if not found:
+        raise MissingExtraError("The Ray executor", "ray", ["ray"])
+
+
 def import_ray() -> Any:
+    check_ray()
     try:
         import ray
     except ImportError:
