@@ -92,9 +92,9 @@ def batch_command(
 ) -> None:
     """Find one essence direction per target, with the models built once per worker.
 
-    Every target gets an ordinary run folder (the same direction as `essence run` with the same settings
-    and seed). Run the same command again to continue: finished targets are skipped, interrupted ones
-    resume from their checkpoints.
+    Every target gets an ordinary run folder (the same direction as `essence run` with the same settings and seed).
+
+    Run the same command again to continue: finished targets are skipped, interrupted ones resume from their checkpoints.
     """
     from essence.core.errors import EssenceError
     from essence.method.runconfig import build_run_config

@@ -92,8 +92,7 @@ def run_command(
 ) -> None:
     """Find the essence direction of a target: one direction in W+ for every source.
 
-    The target is an image, several images of one essence, a text, or a weighted mix of them
-    (--target face.png --target-text "smiling" --target-weights 1,0.5).
+    The target is an image, several images of one essence, a text, or a weighted mix of them (--target face.png --target-text "smiling" --target-weights 1,0.5).
     """
     from essence.method.runconfig import build_run_config
     from essence.method.runner import execute_run, resume_run
