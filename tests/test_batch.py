@@ -174,3 +174,12 @@ def test_a_process_pool_gives_the_directions_of_one_process(tmp_path, targets):
     for t in found:
         assert b(tmp_path / "one" / "runs" / t.name).equal(b(tmp_path / "pool" / "runs" / t.name))
     assert json.loads((tmp_path / "pool" / "batch.json").read_text())["format"] == "essence-batch"
+
+
+def test_a_folder_with_files_of_its_own_is_not_written_over(cli, doubles, targets, tmp_path):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("my page")
+    result = cli("batch", str(targets[0]), *SETTINGS, "--out", str(out), "-q")
+    assert result.exit_code == 2 and "index.html" in result.output
+    assert (out / "index.html").read_text() == "my page"

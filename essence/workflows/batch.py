@@ -187,8 +187,15 @@ def plan_batch(
                 f"{out} holds a batch with other run settings ({', '.join(changed)}). Run it with its own settings "
                 "to continue it, choose another --out, or pass --overwrite to redo every target."
             )
-    elif (out / "runs").is_dir() and any((out / "runs").iterdir()) and not overwrite:
-        raise EssenceError(f"{out} already holds run folders but no batch.json. Choose another --out, or pass --overwrite.")
+    elif not overwrite:
+        found = [f for f in SUMMARY_FILES if (out / f).exists()]
+        if (out / "runs").is_dir() and any((out / "runs").iterdir()):
+            found.append("runs/")
+        if found:
+            raise EssenceError(
+                f"{out} holds {', '.join(found)} but no batch of essence; a batch would write over them. "
+                "Choose another --out, or pass --overwrite."
+            )
     ensure_writable_dir(out)
     jobs = []
     for target in targets:
