@@ -1,6 +1,6 @@
 """The Ray checks, run by tests/test_batch_ray.py in a network namespace with only loopback up, on one
 local Ray with two actors (started once for all of them). Writes what it saw as JSON to argv[2]; argv[1]
-is a work folder holding settings.json and targets/.
+is a work folder holding settings.json and targets/; argv[3] is ``quick`` (check 1 only) or ``full``.
 
 1. GPU scheduling without GPUs: Ray is told this machine has 2 GPUs; two actors asking for one each get
    distinct GPU ids (their models stay on the CPU, as the settings say).
@@ -21,6 +21,7 @@ from pathlib import Path
 
 def main() -> int:
     work, report_path = Path(sys.argv[1]), Path(sys.argv[2])
+    full = sys.argv[3:] == ["full"]  # "quick": checks 1 only
     from essence.method.runconfig import build_run_config
     from essence.workflows.batch import BatchConfig, collect_targets, plan_batch, write_batch_file, write_summary
     from essence.workflows.batch_ray import import_ray, make_actors, schedule, start_ray
@@ -38,6 +39,10 @@ def main() -> int:
     actors = make_actors(settings, 2, gpus_per_worker=1, cpus_per_worker=0, threads=1)
     report["actors"] = ray.get([a.describe.remote() for a in actors])
     report["seconds"]["actors"] = time.perf_counter() - t0
+    if not full:
+        ray.shutdown()
+        report_path.write_text(json.dumps(report))
+        return 0
 
     cfg = build_run_config(settings)
     targets = collect_targets([str(p) for p in sorted((work / "targets").iterdir())])

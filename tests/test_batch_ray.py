@@ -3,7 +3,8 @@
 Ray runs inside a network namespace with only ``lo`` up (``unshare -n``), with its node address 127.0.0.1,
 no dashboard and no usage statistics: whatever Ray tries, no byte leaves this machine. Where that cannot
 be set up (no Ray, not root, no unshare), the tests are skipped. One Ray serves every check
-(tests/ray_checks.py); its start is slow, so the module is marked ``ray`` (deselect with ``-m 'not ray'``).
+(tests/ray_checks.py). The module is marked ``ray`` (deselect with ``-m 'not ray'``); the loopback and GPU
+checks run in the default suite, the batch and retry checks are also ``slow`` (``python -m pytest -m ray``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-# About 40-65 s on the 2-core development machine under load (Ray start, two actors building the toy
-# models, a batch, a retry): over the default suite's budget, so slow too (python -m pytest -m ray).
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+pytestmark = pytest.mark.ray
+#: The batch and retry checks: 30 to 65 s on the 2-core development machine with the Ray start (depending on
+#: its load), over the default suite's budget; the loopback and GPU checks alone take about 15 to 25 s.
+slow = pytest.mark.slow
 
 HERE = Path(__file__).parent
 SETTINGS = {
@@ -44,7 +46,8 @@ def _loopback_namespace() -> list[str] | None:
 
 
 @pytest.fixture(scope="module")
-def ray_report(tmp_path_factory):
+def ray_report(tmp_path_factory, request):
+    """One Ray for the module: the full checks when a slow test of this module is selected, else the quick ones."""
     prefix = _loopback_namespace()
     if prefix is None:
         pytest.skip("Ray tests need ray and a network namespace with only loopback (unshare -n, as root)")
@@ -59,8 +62,10 @@ def ray_report(tmp_path_factory):
     (work / "settings.json").write_text(json.dumps(SETTINGS))
     report = work / "report.json"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    here = request.node.path if hasattr(request.node, "path") else Path(str(request.node.fspath))
+    full = any(item.path == here and item.get_closest_marker("slow") for item in request.session.items)
     done = subprocess.run(
-        [*prefix, sys.executable, str(HERE / "ray_checks.py"), str(work), str(report)],
+        [*prefix, sys.executable, str(HERE / "ray_checks.py"), str(work), str(report), "full" if full else "quick"],
         capture_output=True, text=True, timeout=300, env=env, cwd=work,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -80,6 +85,7 @@ def test_actors_get_distinct_gpus(ray_report):
     assert len({a["pid"] for a in report["actors"]}) == 2
 
 
+@slow
 def test_ray_batch_gives_the_directions_of_a_local_batch(ray_report, tmp_path):
     """The driver wrote every run folder; the directions are those of the in-process executor (pack 2)."""
     from essence.method.runconfig import build_run_config
@@ -97,6 +103,7 @@ def test_ray_batch_gives_the_directions_of_a_local_batch(ray_report, tmp_path):
     assert (work / "ray-batch" / "index.html").is_file() and (work / "ray-batch" / "summary.csv").is_file()
 
 
+@slow
 def test_a_dead_worker_is_replaced_and_its_pack_resumes(ray_report):
     work, report = ray_report
     assert report["killed"] and report["replaced"] == 1
