@@ -344,6 +344,25 @@ def test_detect(tmp_path):
         assert not checkpoint.detect(tmp_path / path), path
 
 
+@pytest.mark.slow
+def test_official_size_checkpoint_converts_and_inverts(tmp_path, golden_weights, golden):
+    """The whole path at the real size: an official-layout file (1.2 GB) -> detect -> convert -> invert."""
+    latent_avg = torch.randn(18, 512, generator=torch.Generator().manual_seed(18))
+    state = {f"encoder.{k}": v for k, v in golden_weights.items()} | {"decoder.style.1.weight": torch.randn(512, 512)}
+    opts = {"encoder_type": "Encoder4Editing", "stylegan_size": 1024, "start_from_latent_avg": True,
+            "dataset_type": "ffhq_encode"}
+    src, dst = tmp_path / "e4e_ffhq_encode.pt", tmp_path / "e4e.safetensors"
+    torch.save({"state_dict": state, "latent_avg": latent_avg, "opts": opts}, src)
+    assert checkpoint.detect(src)
+    report = checkpoint.convert(src, dst)
+    assert (report["kind"], report["num_ws"], report["parameters"]) == ("e4e", 18, 267_161_024)
+    src.unlink()
+    inverter = checkpoint.load_inverter(dst)
+    assert inverter.generators == ("stylegan2-ffhq",) and (inverter.num_ws, inverter.w_dim) == (18, 512)
+    ws = inverter.invert(golden["full.input"])
+    assert (ws - latent_avg - golden["full.e4e"]).abs().max().item() < 1e-4
+
+
 def test_no_other_converter_claims_an_e4e_checkpoint(tmp_path):
     from essence.weights.assets import get_converters
 

@@ -47,6 +47,7 @@ GENERATORS = {"ffhq_encode": ("stylegan2-ffhq",)}
 _MARKERS = (b"encoder.input_layer.0.weight", b"encoder.styles.0.")
 _TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _MAX_PICKLE = 64 << 20
+_LEGACY_HEAD = 1 << 20
 _OFFICIAL = "an e4e or pSp checkpoint (such as e4e_ffhq_encode.pt or psp_ffhq_encode.pt)"
 
 
@@ -84,7 +85,7 @@ def detect(path: str | os.PathLike[str]) -> bool:
                 data = archive.read(entry)
         elif fmt == "torch-legacy":
             with open(path, "rb") as f:
-                data = f.read(_MAX_PICKLE)  # the pickled dict comes before the tensor data
+                data = f.read(_LEGACY_HEAD)  # the pickled dict, its keys first, comes before the tensor data
         else:
             return False
     except Exception:
