@@ -33,6 +33,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",
     "essence.plugins.toy",
+    "essence.plugins.inverters.e4e",
 )
 
 

@@ -246,7 +246,7 @@ def build_encoder(kind: Kind, arch: EncoderArch | None = None) -> _PyramidEncode
 
 
 # -- the inverter ------------------------------------------------------------------------------------
-class E4EInverter(nn.Module):
+class E4EInverter(nn.Module, essence.Inverter):
     """Aligned face photos -> W+ latents of the generator the encoder was trained with.
 
     ``invert`` resizes to 256 px the way the official inference transform does (``Resize((256, 256))``:
@@ -293,7 +293,7 @@ class E4EInverter(nn.Module):
             )
 
     @torch.no_grad()
-    def invert(self, images: torch.Tensor, generator: Any = None) -> torch.Tensor:
+    def invert(self, images: torch.Tensor, generator: Any = None, *, callback: Any = None) -> torch.Tensor:
         """Aligned images ``(n, 3, H, W)`` in [-1, 1], any size -> W+ latents ``(n, num_ws, w_dim)``."""
         if generator is not None:
             self.check_generator(generator)
