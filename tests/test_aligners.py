@@ -474,11 +474,13 @@ def test_the_face_mesh_mapping_covers_what_ffhq_reads():
 
 
 def test_the_modules_import_neither_dlib_nor_mediapipe():
+    """Nor torch; and looking for the model in face_recognition_models does not import that package."""
     import subprocess
 
     code = (
         "import sys, essence.plugins.aligners.ffhq.dlib_landmarks, essence.plugins.aligners.ffhq.mediapipe_landmarks, "
         "essence.plugins.aligners.ffhq.photos; "
+        "essence.plugins.aligners.ffhq.dlib_landmarks.packaged_predictor(); "
         "bad = [m for m in ('dlib', 'mediapipe', 'torch', 'face_recognition_models') if m in sys.modules]; "
         "assert not bad, bad"
     )
