@@ -397,7 +397,7 @@ def test_the_dlib_asset_record_is_valid():
     from essence.plugins.aligners.ffhq import dlib_landmarks as dl
 
     (asset,) = essence.load_assets(dl.ASSETS_FILE)
-    assert asset.name == dl.ASSET_NAME and asset.filename == dl.PREDICTOR_FILE + ".bz2"
+    assert asset.name == dl.ASSET_NAME and asset.kind == "aligner" and asset.filename == dl.PREDICTOR_FILE + ".bz2"
     assert asset.urls[0].startswith("http://dlib.net/files/") and "commercial" in asset.license
 
 
