@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.metrics.encoder",
     "essence.plugins.toy",
     "essence.plugins.inverters.e4e",
+    "essence.plugins.aligners.ffhq",
 )
 
 
