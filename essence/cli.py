@@ -27,7 +27,10 @@ def _stderr_console():
 
 
 def print_error(exc: BaseException) -> None:
-    _stderr_console().print(f"[bold red]Error:[/] {exc}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message such as `pip install "essence-transfer[ui]"` must not lose its brackets to markup
+    _stderr_console().print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
