@@ -44,9 +44,10 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@pytest.fixture
-def loopback_only(monkeypatch) -> list[str]:
-    """Every outgoing connection of this process to anything but loopback is refused and recorded."""
+@contextlib.contextmanager
+def loopback_guard() -> Iterator[list[str]]:
+    """While it lasts, every connection of this process (any thread) to anything but loopback is refused
+    and recorded in the list it gives."""
     refused: list[str] = []
     connect = socket.socket.connect
 
@@ -56,8 +57,9 @@ def loopback_only(monkeypatch) -> list[str]:
             raise OSError(f"test guard: no connection to {address} (only 127.0.0.1)")
         return connect(self, address)
 
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    return refused
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", guarded)
+        yield refused
 
 
 @contextlib.contextmanager

@@ -130,6 +130,8 @@ def build_blocks(state: UiState) -> Any:
         listed = runs_tab.list_runs(state.runs)
         return [r.name for r in listed], [r.name for r in listed if r.has_direction]
 
+    all_runs, direction_runs = run_choices()
+
     with gr.Blocks(title="essence", analytics_enabled=False, delete_cache=(3600, 3600)) as blocks:
         gr.Markdown(
             "# essence\nFind one direction in W+ that carries a target image's essence to any source "
@@ -156,7 +158,7 @@ def build_blocks(state: UiState) -> Any:
                 find_button = gr.Button("Find the direction", variant="primary", elem_id="find")
                 stop_button = gr.Button("Stop (keeps the best direction)", variant="stop", elem_id="stop")
             status = gr.Markdown("Upload a target or pick a bundled one, then press *Find the direction*.",
-                                 elem_id="find-status")
+                                 label="Status", elem_id="find-status")
             with gr.Row():
                 loss = gr.Image(label="Loss", format="png", interactive=False, buttons=IMAGE_BUTTONS, elem_id="loss")
                 preview = gr.Image(label="The current direction on the sources", format="png", interactive=False,
@@ -166,7 +168,7 @@ def build_blocks(state: UiState) -> Any:
         with gr.Tab("Apply"):
             with gr.Row():
                 with gr.Column():
-                    run_pick = gr.Dropdown([], label="Direction: a run", elem_id="apply-run")
+                    run_pick = gr.Dropdown(direction_runs, value=None, label="Direction: a run", elem_id="apply-run")
                     direction_file = gr.File(label="or a direction file (.safetensors, TargetCLIP .npy): used instead",
                                              file_types=list(apply_tab.DIRECTION_SUFFIXES), type="filepath")
                     apply_generator = gr.Dropdown([OWN_GENERATOR, *menus.generators], value=OWN_GENERATOR,
@@ -199,14 +201,15 @@ def build_blocks(state: UiState) -> Any:
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh", elem_id="refresh")
             table = gr.Dataframe(headers=runs_tab.COLUMNS, interactive=False, wrap=True, elem_id="runs-table")
-            detail_pick = gr.Dropdown([], label="Show a run", elem_id="runs-pick")
+            detail_pick = gr.Dropdown(all_runs, value=None, label="Show a run", elem_id="runs-pick")
             with gr.Row():
                 sheet = gr.Image(label="sheet.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
                 heldout_sheet = gr.Image(label="heldout_sheet.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
             with gr.Row():
                 run_loss = gr.Image(label="loss.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
                 metrics = gr.JSON(label="metrics.json")
-            compare_pick = gr.Dropdown([], multiselect=True, label="Compare two or more runs", elem_id="compare-pick")
+            compare_pick = gr.Dropdown(all_runs, value=[], multiselect=True, label="Compare two or more runs",
+                                       elem_id="compare-pick")
             compare_button = gr.Button("Compare", elem_id="compare")
             figure = gr.Image(label="Comparison (the `essence compare` figure)", format="png", interactive=False,
                               buttons=IMAGE_BUTTONS, elem_id="figure")
@@ -241,11 +244,11 @@ def build_blocks(state: UiState) -> Any:
                     finished = job.wait(POLL)
                     v = job.view()
                     length = len(v.series.get("loss", []))
-                    plot = gr.skip()
-                    if length != plotted and length:
+                    plot = gr.skip()  # unchanged pictures are not sent again, except at the end
+                    if length and (length != plotted or finished):
                         plot = find_loss_plot(v)
                         plotted = length
-                    picture = gr.skip() if v.preview is shown_preview else v.preview
+                    picture = gr.skip() if v.preview is shown_preview and not finished else v.preview
                     shown_preview = v.preview
                     download = gr.skip()
                     if finished and v.outcome is not None:
