@@ -54,6 +54,15 @@ def test_find_runs_the_toy_models_and_gives_the_direction(client, server):
     assert direction.metadata["generator"] == "toy-sprites"
 
 
+def test_a_bundled_target_is_served_from_any_folder(client, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.chdir(tmp_path)  # the package is outside the current folder, as after pip install
+    shown = client.predict("out-of-domain", api_name="/bundled_target")
+    with Image.open(shown) as img, Image.open(TARGET.with_name("out-of-domain.png")) as bundled:
+        assert img.convert("RGB").tobytes() == bundled.convert("RGB").tobytes()
+
+
 def test_mistakes_come_back_as_one_line_messages(client):
     from gradio_client.exceptions import AppError
 

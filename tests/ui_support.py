@@ -73,7 +73,5 @@ def serve(runs: Path, scratch: Path) -> Iterator[tuple[str, Any]]:
     try:
         yield f"http://127.0.0.1:{port}/", state
     finally:
-        if state.job is not None:
-            state.job.stop()
-            state.job.wait(60)
+        state.close()
         blocks.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -49,6 +50,7 @@ class UiState:
 
     def __init__(self, runs: str | Path, scratch: str | Path | None = None) -> None:
         self.runs = Path(runs)
+        self.own_scratch = scratch is None
         self.scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="essence-ui-"))
         self.cache = apply_tab.GeneratorCache()
         self.job: find_tab.FindJob | None = None
@@ -68,6 +70,15 @@ class UiState:
             return "Nothing is running."
         job.stop()
         return "Stopping after this step; the best direction so far is kept."
+
+    def close(self) -> None:
+        """Stop a running optimisation (its best direction is written), then remove the scratch folder if
+        this state made it (it holds only copies)."""
+        if self.job is not None and not self.job.wait(0):
+            self.job.stop()
+            self.job.wait()
+        if self.own_scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def download_folder(self) -> Path:
         """A new folder for one set of downloads (gradio copies what it serves from here)."""
@@ -215,6 +226,7 @@ def build_blocks(state: UiState) -> Any:
                               buttons=IMAGE_BUTTONS, elem_id="figure")
 
         # -- handlers -------------------------------------------------------------------------------
+        @shown
         def refresh_lists(selected_run: str | None = None) -> tuple[Any, ...]:
             names, with_direction = run_choices()
             rows = [r.row() for r in runs_tab.list_runs(state.runs)]
@@ -228,6 +240,7 @@ def build_blocks(state: UiState) -> Any:
 
         lists = [run_pick, detail_pick, compare_pick, table]
 
+        @shown
         def pick_bundled(name: str) -> Any:
             return str(bundled[name]) if name in bundled else gr.skip()
 
@@ -269,13 +282,7 @@ def build_blocks(state: UiState) -> Any:
             return loss_plot(v.series, size=LOSS_SIZE, title="loss (weighted sum) and its terms")
 
         def copy_direction(run: Path) -> str:
-            import shutil
-
-            from essence.core.files import write_atomic
-
-            target_file = state.download_folder() / f"{run.name}.safetensors"
-            write_atomic(target_file, lambda tmp: shutil.copyfile(run / "direction.safetensors", tmp))
-            return str(target_file)
+            return str(apply_tab.copy_file(run / "direction.safetensors", state.download_folder() / f"{run.name}.safetensors"))
 
         @shown
         def apply(run_name, upload, generator_name, kind, n, seed_value, psi, latent_file, alphas_text, alpha):
@@ -318,7 +325,7 @@ def build_blocks(state: UiState) -> Any:
         # -- events ---------------------------------------------------------------------------------
         blocks.load(refresh_lists, None, lists, api_name="refresh")
         refresh.click(refresh_lists, None, lists, api_visibility="private")
-        bundled_pick.change(pick_bundled, bundled_pick, target, api_visibility="private")
+        bundled_pick.change(pick_bundled, bundled_pick, target, api_name="bundled_target")
         find_event = find_button.click(
             find, [target, generator, encoder, preset, steps, seed, restarts, sources],
             [status, loss, preview, found_direction], api_name="find", concurrency_id=JOBS, concurrency_limit=1,
@@ -358,6 +365,7 @@ def launch(state: UiState, *, host: str = "127.0.0.1", port: int = 7860, block: 
             server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
             show_error=False, quiet=quiet, footer_links=["api", "settings"], run_history=False, mcp_server=False,
             enable_monitoring=False, max_file_size="200mb", ssr_mode=False, pwa=False, theme=theme(),
+            allowed_paths=[str(find_tab.BUNDLED_TARGETS)],  # the bundled targets, shown when picked
         )
     except OSError as exc:
         raise EssenceError(f"Cannot serve on {host}:{port}: {exc}. Choose another --port.") from None
@@ -369,8 +377,7 @@ def launch(state: UiState, *, host: str = "127.0.0.1", port: int = 7860, block: 
     except KeyboardInterrupt:
         if state.job is not None and not state.job.wait(0):
             print("Stopping the optimisation after this step; the best direction is written...", file=sys.stderr)
-            state.job.stop()
-            state.job.wait()
     finally:
+        state.close()
         blocks.close()
     return blocks

@@ -197,6 +197,12 @@ def export(cache: GeneratorCache, applied: Applied, alphas: Sequence[float], fol
                     zf.writestr(f"source_{r:02d}_alpha_{alpha_label(alpha)}.png", buffer.getvalue())
 
     images_path = write_atomic(folder / f"{stem}-images.zip", write_zip)
-    direction_path = folder / f"{stem}{applied.direction_path.suffix.lower()}"
-    write_atomic(direction_path, lambda tmp: shutil.copyfile(applied.direction_path, tmp))
+    direction_path = copy_file(applied.direction_path, folder / f"{stem}{applied.direction_path.suffix.lower()}")
     return grid, Exported(grid_path, images_path, direction_path)
+
+
+def copy_file(source: Path, dest: Path) -> Path:
+    """A copy for download, written atomically (the original is never served or touched)."""
+    from essence.core.files import write_atomic
+
+    return write_atomic(dest, lambda tmp: shutil.copyfile(source, tmp))
