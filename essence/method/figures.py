@@ -143,12 +143,14 @@ def loss_figure(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for name, values in series.items():
         ax.plot(range(len(values)), [v if math.isfinite(v) else math.nan for v in values], label=name, linewidth=1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_xlabel("step")
     ax.set_ylabel("value")
     ax.set_title(title, fontsize=10)
