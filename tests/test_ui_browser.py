@@ -93,9 +93,10 @@ def _image_bytes(page, selector: str) -> bytes:
     return page.request.get(src).body()
 
 
-def test_a_session_in_chromium(tmp_path, browser_page, screenshots):
+def test_a_session_in_chromium(tmp_path, browser_page, screenshots, monkeypatch):
     page, seen = browser_page
-    runs = tmp_path / "runs"
+    monkeypatch.chdir(tmp_path)  # as a user runs it: `essence ui --runs runs` in a folder of their own
+    runs = Path("runs")
     toy_run(runs / "earlier", seed=0)  # something to compare with
     downloads = tmp_path / "downloads"
     downloads.mkdir()
