@@ -25,8 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "essence" / "plugins" / "toy" / "targets" / "in-domain.png"
 ESSENCE = [sys.executable, "-m", "essence"]
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -65,7 +71,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for essence ui and essence run (less noise on a busy machine)")
+    parser.add_argument(
+        "--threads", type=int, help="OMP_NUM_THREADS for essence ui and essence run (less noise on a busy machine)"
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -105,8 +113,22 @@ def main() -> None:
                 out = work / f"cli-{k}"
                 started = time.perf_counter()
                 subprocess.run(
-                    [*ESSENCE, "run", "-g", "toy-sprites", "-e", "toy-clip", "-t", str(TARGET), "--steps",
-                     str(args.steps), "--out", str(out), "-q"], check=True,
+                    [
+                        *ESSENCE,
+                        "run",
+                        "-g",
+                        "toy-sprites",
+                        "-e",
+                        "toy-clip",
+                        "-t",
+                        str(TARGET),
+                        "--steps",
+                        str(args.steps),
+                        "--out",
+                        str(out),
+                        "-q",
+                    ],
+                    check=True,
                 )
                 rows.append(("cli", k, time.perf_counter() - started, seconds(out)))
             context.close()
@@ -120,8 +142,10 @@ def main() -> None:
     for how in ("page", "cli"):
         walls = sorted(r[2] for r in rows if r[0] == how)
         opts = sorted(r[3] for r in rows if r[0] == how)
-        print(f"{how}: wall min {walls[0]:.2f} median {walls[len(walls) // 2]:.2f}; "
-              f"optimising min {opts[0]:.2f} median {opts[len(opts) // 2]:.2f}")
+        print(
+            f"{how}: wall min {walls[0]:.2f} median {walls[len(walls) // 2]:.2f}; "
+            f"optimising min {opts[0]:.2f} median {opts[len(opts) // 2]:.2f}"
+        )
     print("load after:", os.getloadavg())
 
 

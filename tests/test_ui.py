@@ -91,13 +91,17 @@ def test_menus_offer_the_registry_and_default_to_the_toy_models():
 
 
 def test_menus_list_third_party_components(install_plugin):
-    install_plugin("essence-ui-probe", "essence_ui_probe", """
+    install_plugin(
+        "essence-ui-probe",
+        "essence_ui_probe",
+        """
         import essence
 
         @essence.hookimpl
         def register_encoders(register):
             register("ui-probe", lambda config: None)
-    """)
+    """,
+    )
     assert "ui-probe" in find_tab.choices().encoders
 
 
@@ -113,9 +117,13 @@ def test_find_config_puts_the_run_under_the_runs_folder(tmp_path):
 
 @pytest.mark.parametrize(
     "change, message",
-    [({"target": None}, "No target image"), ({"steps": 2.5}, "Steps: give a whole number"),
-     ({"restarts": 0}, "Restarts: give a whole number of at least 1"), ({"preset": "nope"}, "preset"),
-     ({"encoder": "no-such-encoder"}, None)],
+    [
+        ({"target": None}, "No target image"),
+        ({"steps": 2.5}, "Steps: give a whole number"),
+        ({"restarts": 0}, "Restarts: give a whole number of at least 1"),
+        ({"preset": "nope"}, "preset"),
+        ({"encoder": "no-such-encoder"}, None),
+    ],
 )
 def test_find_config_refuses_bad_fields_with_a_message(tmp_path, change, message):
     fields = {"target": str(TARGET), **FIELDS, **change}
@@ -229,9 +237,14 @@ def test_a_targetclip_npy_and_a_latent_file(runs, cache, tmp_path):
 
 @pytest.mark.parametrize(
     "direction, fields, message",
-    [(None, {}, "No direction"), ("notes.txt", {}, "not a direction file"),
-     ("a", {"sources": "latent file"}, "upload a latent file"), ("a", {"count": 0}, "between 1 and 64"),
-     ("a", {"sources": "photos"}, "Unknown kind of sources"), ("a", {"generator": "stylegan2"}, "W\\+ is")],
+    [
+        (None, {}, "No direction"),
+        ("notes.txt", {}, "not a direction file"),
+        ("a", {"sources": "latent file"}, "upload a latent file"),
+        ("a", {"count": 0}, "between 1 and 64"),
+        ("a", {"sources": "photos"}, "Unknown kind of sources"),
+        ("a", {"generator": "stylegan2"}, "W\\+ is"),
+    ],
 )
 def test_apply_mistakes_are_messages(runs, cache, tmp_path, direction, fields, message):
     (tmp_path / "notes.txt").write_text("hello")
@@ -261,7 +274,13 @@ def test_runs_are_listed_with_their_metrics(runs):
     listed = {r.name: r for r in runs_tab.list_runs(runs)}
     assert set(listed) == {"a", "b", "nested/c"}
     a = listed["a"]
-    assert (a.status, a.generator, a.encoder, a.steps, a.has_direction) == ("completed", "toy-sprites", "toy-clip", 4, True)
+    assert (a.status, a.generator, a.encoder, a.steps, a.has_direction) == (
+        "completed",
+        "toy-sprites",
+        "toy-clip",
+        4,
+        True,
+    )
     assert a.best_loss is not None and len(a.row()) == len(runs_tab.COLUMNS)
     assert runs_tab.list_runs(runs / "missing") == []
 
@@ -293,8 +312,10 @@ def test_compare_uses_the_runs_own_results_when_their_sources_agree(runs, cache)
     figure = runs_tab.compare_runs(runs, ["a", "b"], cache)
     sources = [load_image(p) for p in sorted((runs / "a" / "images").glob("source_??.png"))]
     targets = [load_image(runs / r / "images" / "target_00.png") for r in ("a", "b")]
-    rows = [(runs_tab.label(r, tile), [load_image(p) for p in sorted((runs / r / "images").glob("result_??.png"))])
-            for r in ("a", "b")]
+    rows = [
+        (runs_tab.label(r, tile), [load_image(p) for p in sorted((runs / r / "images").glob("result_??.png"))])
+        for r in ("a", "b")
+    ]
     assert figure.tobytes() == comparison_figure(targets, sources, rows, tile=tile).tobytes()
 
 

@@ -63,6 +63,18 @@ def test_a_bundled_target_is_served_from_any_folder(client, tmp_path, monkeypatc
         assert img.convert("RGB").tobytes() == bundled.convert("RGB").tobytes()
 
 
+def test_the_page_is_private(server):
+    import os
+    import urllib.request
+
+    url, _ = server
+    with urllib.request.urlopen(url + "config") as response:
+        config = json.loads(response.read())
+    assert config["analytics_enabled"] is False and os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
+    assert config["run_history"] is False and "gradio" not in config["footer_links"]
+    assert config.get("share_url") in (None, "")
+
+
 def test_mistakes_come_back_as_one_line_messages(client):
     from gradio_client.exceptions import AppError
 

@@ -25,8 +25,14 @@ from ui_support import TARGET, is_loopback, loopback_guard, serve, toy_run  # no
 
 CHROMIUM = Path(os.environ.get("ESSENCE_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 STEPS = 20
 TIMEOUT_MS = 120_000
@@ -61,8 +67,12 @@ def browser_page(tmp_path):
 
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS,
-            accept_downloads=True, viewport={"width": 1280, "height": 1000},
+            str(tmp_path / "profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=ARGS,
+            accept_downloads=True,
+            viewport={"width": 1280, "height": 1000},
         )
         context.route("**/*", route)
         page = context.new_page()

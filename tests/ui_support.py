@@ -23,7 +23,11 @@ def toy_run(out: Path, *, steps: int = 4, seed: int = 0, target: Path = TARGET, 
     from essence.method.runner import execute_run
 
     config = {
-        "generator": "toy-sprites", "encoder": "toy-clip", "target": [str(target)], "steps": steps, "seed": seed,
+        "generator": "toy-sprites",
+        "encoder": "toy-clip",
+        "target": [str(target)],
+        "steps": steps,
+        "seed": seed,
         "heldout": {"count": heldout},
     }
     return execute_run(config, out=out).out

@@ -13,10 +13,18 @@ from __future__ import annotations
 GRADIO_RANGE = (6, 7)
 
 
+def private_environment() -> None:
+    """Before gradio is imported: no analytics and no version check (both would open sockets)."""
+    import os
+
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+
+
 def require_gradio() -> None:
     """Raise MissingExtraError unless gradio is importable, EssenceError when its major version is not 6."""
     from essence.core.errors import EssenceError, MissingExtraError
 
+    private_environment()
     try:
         import gradio
     except ImportError:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import shutil
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from typing import Any
 
 from essence.core.errors import EssenceError
 from essence.ui import apply as apply_tab
+from essence.ui import require_gradio
 from essence.ui import find as find_tab
 from essence.ui import runs as runs_tab
 
@@ -37,11 +37,6 @@ RENDER = "essence-render"
 OWN_GENERATOR = "(the direction's own)"
 LOSS_SIZE = (560, 320)
 IMAGE_BUTTONS = ["download", "fullscreen"]  # no "share": nothing leaves the machine
-
-
-def _private_environment() -> None:
-    """Before gradio is imported: no analytics and no version check (both would open sockets)."""
-    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 
 class UiState:
@@ -100,7 +95,9 @@ def _message(exc: Exception) -> Exception:
     if isinstance(exc, EssenceError):
         return gr.Error(str(exc), print_exception=False)
     traceback.print_exc(file=sys.stderr)
-    return gr.Error(f"Unexpected {type(exc).__name__}: {exc}. The server's console has the details.", print_exception=False)
+    return gr.Error(
+        f"Unexpected {type(exc).__name__}: {exc}. The server's console has the details.", print_exception=False
+    )
 
 
 def shown(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -131,7 +128,7 @@ def shown(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def build_blocks(state: UiState) -> Any:
     """The Blocks of the page, wired to ``state``."""
-    _private_environment()
+    require_gradio()
     import gradio as gr
 
     menus = find_tab.choices()
@@ -151,15 +148,27 @@ def build_blocks(state: UiState) -> Any:
         with gr.Tab("Find a direction"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    target = gr.Image(label="Target", type="filepath", sources=["upload", "clipboard"], format="png",
-                                      height=220, elem_id="target", buttons=IMAGE_BUTTONS)
-                    bundled_pick = gr.Dropdown(["", *bundled], value="", label="or a bundled target (the toy world)",
-                                               elem_id="bundled")
+                    target = gr.Image(
+                        label="Target",
+                        type="filepath",
+                        sources=["upload", "clipboard"],
+                        format="png",
+                        height=220,
+                        elem_id="target",
+                        buttons=IMAGE_BUTTONS,
+                    )
+                    bundled_pick = gr.Dropdown(
+                        ["", *bundled], value="", label="or a bundled target (the toy world)", elem_id="bundled"
+                    )
                 with gr.Column(scale=1):
                     generator = gr.Dropdown(menus.generators, value=menus.generator, label="Generator")
                     encoder = gr.Dropdown(menus.encoders, value=menus.encoder, label="Encoder")
-                    preset = gr.Dropdown(list(menus.presets), value="paper", label="Preset",
-                                         info="paper: in-domain targets; paper-ood: drawings, paintings, ...")
+                    preset = gr.Dropdown(
+                        list(menus.presets),
+                        value="paper",
+                        label="Preset",
+                        info="paper: in-domain targets; paper-ood: drawings, paintings, ...",
+                    )
                 with gr.Column(scale=1):
                     steps = gr.Number(300, precision=0, minimum=1, label="Steps", elem_id="steps")
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
@@ -168,41 +177,69 @@ def build_blocks(state: UiState) -> Any:
             with gr.Row():
                 find_button = gr.Button("Find the direction", variant="primary", elem_id="find")
                 stop_button = gr.Button("Stop (keeps the best direction)", variant="stop", elem_id="stop")
-            status = gr.Markdown("Upload a target or pick a bundled one, then press *Find the direction*.",
-                                 label="Status", elem_id="find-status")
+            status = gr.Markdown(
+                "Upload a target or pick a bundled one, then press *Find the direction*.",
+                label="Status",
+                elem_id="find-status",
+            )
             with gr.Row():
                 loss = gr.Image(label="Loss", format="png", interactive=False, buttons=IMAGE_BUTTONS, elem_id="loss")
-                preview = gr.Image(label="The current direction on the sources", format="png", interactive=False,
-                                   buttons=IMAGE_BUTTONS, elem_id="preview")
+                preview = gr.Image(
+                    label="The current direction on the sources",
+                    format="png",
+                    interactive=False,
+                    buttons=IMAGE_BUTTONS,
+                    elem_id="preview",
+                )
             found_direction = gr.DownloadButton("Download the direction", visible=False, elem_id="find-download")
 
         with gr.Tab("Apply"):
             with gr.Row():
                 with gr.Column():
                     run_pick = gr.Dropdown(direction_runs, value=None, label="Direction: a run", elem_id="apply-run")
-                    direction_file = gr.File(label="or a direction file (.safetensors, TargetCLIP .npy): used instead",
-                                             file_types=list(apply_tab.DIRECTION_SUFFIXES), type="filepath")
-                    apply_generator = gr.Dropdown([OWN_GENERATOR, *menus.generators], value=OWN_GENERATOR,
-                                                  label="Generator")
+                    direction_file = gr.File(
+                        label="or a direction file (.safetensors, TargetCLIP .npy): used instead",
+                        file_types=list(apply_tab.DIRECTION_SUFFIXES),
+                        type="filepath",
+                    )
+                    apply_generator = gr.Dropdown(
+                        [OWN_GENERATOR, *menus.generators], value=OWN_GENERATOR, label="Generator"
+                    )
                 with gr.Column():
                     source_kind = gr.Radio(list(apply_tab.SOURCE_KINDS), value="random", label="Sources")
                     with gr.Row():
                         count = gr.Number(6, precision=0, minimum=1, maximum=64, label="Count")
                         apply_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                         truncation = gr.Number(0.7, minimum=0, maximum=2, label="Truncation")
-                    latents = gr.File(label="Latent file (N, num_ws, w_dim)", type="filepath",
-                                      file_types=[".pt", ".pth", ".npy", ".safetensors"])
+                    latents = gr.File(
+                        label="Latent file (N, num_ws, w_dim)",
+                        type="filepath",
+                        file_types=[".pt", ".pth", ".npy", ".safetensors"],
+                    )
                     alphas = gr.Textbox("0,0.5,1,1.3", label="Strengths of the grid (comma-separated)")
             apply_button = gr.Button("Apply", variant="primary", elem_id="apply")
-            strength = gr.Slider(-1.0, 2.0, value=1.0, step=0.05, label="Strength (alpha): G(w + alpha b)",
-                                 elem_id="strength")
+            strength = gr.Slider(
+                -1.0, 2.0, value=1.0, step=0.05, label="Strength (alpha): G(w + alpha b)", elem_id="strength"
+            )
             with gr.Row():
-                source_view = gr.Gallery(label="Sources", columns=6, format="png", height=180, elem_id="sources",
-                                         buttons=IMAGE_BUTTONS)
-                result_view = gr.Gallery(label="Results at this strength", columns=6, format="png", height=180,
-                                         elem_id="results", buttons=IMAGE_BUTTONS)
-            grid = gr.Image(label="Grid: rows sources, columns strengths", format="png", interactive=False,
-                            buttons=IMAGE_BUTTONS, elem_id="grid")
+                source_view = gr.Gallery(
+                    label="Sources", columns=6, format="png", height=180, elem_id="sources", buttons=IMAGE_BUTTONS
+                )
+                result_view = gr.Gallery(
+                    label="Results at this strength",
+                    columns=6,
+                    format="png",
+                    height=180,
+                    elem_id="results",
+                    buttons=IMAGE_BUTTONS,
+                )
+            grid = gr.Image(
+                label="Grid: rows sources, columns strengths",
+                format="png",
+                interactive=False,
+                buttons=IMAGE_BUTTONS,
+                elem_id="grid",
+            )
             with gr.Row():
                 grid_download = gr.DownloadButton("Grid", visible=False, elem_id="grid-download")
                 images_download = gr.DownloadButton("Images (zip)", visible=False, elem_id="images-download")
@@ -215,15 +252,23 @@ def build_blocks(state: UiState) -> Any:
             detail_pick = gr.Dropdown(all_runs, value=None, label="Show a run", elem_id="runs-pick")
             with gr.Row():
                 sheet = gr.Image(label="sheet.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
-                heldout_sheet = gr.Image(label="heldout_sheet.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
+                heldout_sheet = gr.Image(
+                    label="heldout_sheet.png", format="png", interactive=False, buttons=IMAGE_BUTTONS
+                )
             with gr.Row():
                 run_loss = gr.Image(label="loss.png", format="png", interactive=False, buttons=IMAGE_BUTTONS)
                 metrics = gr.JSON(label="metrics.json")
-            compare_pick = gr.Dropdown(all_runs, value=[], multiselect=True, label="Compare two or more runs",
-                                       elem_id="compare-pick")
+            compare_pick = gr.Dropdown(
+                all_runs, value=[], multiselect=True, label="Compare two or more runs", elem_id="compare-pick"
+            )
             compare_button = gr.Button("Compare", elem_id="compare")
-            figure = gr.Image(label="Comparison (the `essence compare` figure)", format="png", interactive=False,
-                              buttons=IMAGE_BUTTONS, elem_id="figure")
+            figure = gr.Image(
+                label="Comparison (the `essence compare` figure)",
+                format="png",
+                interactive=False,
+                buttons=IMAGE_BUTTONS,
+                elem_id="figure",
+            )
 
         # -- handlers -------------------------------------------------------------------------------
         @shown
@@ -247,8 +292,15 @@ def build_blocks(state: UiState) -> Any:
         @shown
         def find(target_path, generator_name, encoder_name, preset_name, n_steps, seed_value, n_restarts, n_sources):
             config = find_tab.find_config(
-                target_path, generator=generator_name, encoder=encoder_name, preset=preset_name, steps=n_steps,
-                seed=seed_value, restarts=n_restarts, sources=n_sources, runs=state.runs,
+                target_path,
+                generator=generator_name,
+                encoder=encoder_name,
+                preset=preset_name,
+                steps=n_steps,
+                seed=seed_value,
+                restarts=n_restarts,
+                sources=n_sources,
+                runs=state.runs,
             )
             job = state.begin(find_tab.FindJob(config))
             plotted, shown_preview = -1, None
@@ -265,8 +317,11 @@ def build_blocks(state: UiState) -> Any:
                     shown_preview = v.preview
                     download = gr.skip()
                     if finished and v.outcome is not None:
-                        download = gr.update(value=copy_direction(v.outcome.out), visible=True,
-                                             label=f"Download the direction ({v.out.name})")
+                        download = gr.update(
+                            value=copy_direction(v.outcome.out),
+                            visible=True,
+                            label=f"Download the direction ({v.out.name})",
+                        )
                     yield v.status_line(), plot, picture, download
                     if finished:
                         break
@@ -282,7 +337,9 @@ def build_blocks(state: UiState) -> Any:
             return loss_plot(v.series, size=LOSS_SIZE, title="loss (weighted sum) and its terms")
 
         def copy_direction(run: Path) -> str:
-            return str(apply_tab.copy_file(run / "direction.safetensors", state.download_folder() / f"{run.name}.safetensors"))
+            return str(
+                apply_tab.copy_file(run / "direction.safetensors", state.download_folder() / f"{run.name}.safetensors")
+            )
 
         @shown
         def apply(run_name, upload, generator_name, kind, n, seed_value, psi, latent_file, alphas_text, alpha):
@@ -290,10 +347,18 @@ def build_blocks(state: UiState) -> Any:
 
             direction = upload or (str(runs_tab.resolve_run(state.runs, run_name)) if run_name else None)
             result = apply_tab.load_applied(
-                state.cache, direction, generator=None if generator_name == OWN_GENERATOR else generator_name,
-                sources=kind, count=n, seed=seed_value, truncation=psi, latents=latent_file,
+                state.cache,
+                direction,
+                generator=None if generator_name == OWN_GENERATOR else generator_name,
+                sources=kind,
+                count=n,
+                seed=seed_value,
+                truncation=psi,
+                latents=latent_file,
             )
-            grid_image, files = apply_tab.export(state.cache, result, parse_alphas(alphas_text or ""), state.download_folder())
+            grid_image, files = apply_tab.export(
+                state.cache, result, parse_alphas(alphas_text or ""), state.download_folder()
+            )
             sources_view = apply_tab.at_strength(state.cache, result, 0.0)
             return (
                 result,
@@ -327,22 +392,48 @@ def build_blocks(state: UiState) -> Any:
         refresh.click(refresh_lists, None, lists, api_visibility="private")
         bundled_pick.change(pick_bundled, bundled_pick, target, api_name="bundled_target")
         find_event = find_button.click(
-            find, [target, generator, encoder, preset, steps, seed, restarts, sources],
-            [status, loss, preview, found_direction], api_name="find", concurrency_id=JOBS, concurrency_limit=1,
+            find,
+            [target, generator, encoder, preset, steps, seed, restarts, sources],
+            [status, loss, preview, found_direction],
+            api_name="find",
+            concurrency_id=JOBS,
+            concurrency_limit=1,
         )
         find_event.then(refresh_lists, None, lists, api_visibility="private")
         stop_button.click(lambda: state.stop(), None, status, api_name="stop", concurrency_limit=None, queue=False)
         apply_button.click(
             apply,
-            [run_pick, direction_file, apply_generator, source_kind, count, apply_seed, truncation, latents, alphas,
-             strength],
+            [
+                run_pick,
+                direction_file,
+                apply_generator,
+                source_kind,
+                count,
+                apply_seed,
+                truncation,
+                latents,
+                alphas,
+                strength,
+            ],
             [applied, source_view, result_view, grid, grid_download, images_download, direction_download],
-            api_name="apply", concurrency_id=JOBS, concurrency_limit=1,
+            api_name="apply",
+            concurrency_id=JOBS,
+            concurrency_limit=1,
         )
-        strength.change(move, [applied, strength], result_view, api_name="strength", trigger_mode="always_last",
-                        concurrency_id=RENDER, concurrency_limit=1, show_progress="hidden")
+        strength.change(
+            move,
+            [applied, strength],
+            result_view,
+            api_name="strength",
+            trigger_mode="always_last",
+            concurrency_id=RENDER,
+            concurrency_limit=1,
+            show_progress="hidden",
+        )
         detail_pick.change(show_run, detail_pick, [sheet, heldout_sheet, run_loss, metrics], api_name="show_run")
-        compare_button.click(compare, compare_pick, figure, api_name="compare", concurrency_id=JOBS, concurrency_limit=1)
+        compare_button.click(
+            compare, compare_pick, figure, api_name="compare", concurrency_id=JOBS, concurrency_limit=1
+        )
     return blocks
 
 
@@ -355,16 +446,30 @@ def theme() -> Any:
     )
 
 
-def launch(state: UiState, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False) -> Any:
+def launch(
+    state: UiState, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True, quiet: bool = False
+) -> Any:
     """Serve the page; with ``block`` until Ctrl-C, which stops a running optimisation as ``essence run``'s
     Ctrl-C does (the best direction is written) before the server goes."""
     blocks = build_blocks(state)
     blocks.queue(default_concurrency_limit=1)
     try:
         blocks.launch(
-            server_name=host, server_port=port, share=False, inbrowser=False, prevent_thread_lock=True,
-            show_error=False, quiet=quiet, footer_links=["api", "settings"], run_history=False, mcp_server=False,
-            enable_monitoring=False, max_file_size="200mb", ssr_mode=False, pwa=False, theme=theme(),
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            prevent_thread_lock=True,
+            show_error=False,
+            quiet=quiet,
+            footer_links=["api", "settings"],
+            run_history=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            max_file_size="200mb",
+            ssr_mode=False,
+            pwa=False,
+            theme=theme(),
             allowed_paths=[str(find_tab.BUNDLED_TARGETS)],  # the bundled targets, shown when picked
         )
     except OSError as exc:

@@ -102,7 +102,9 @@ class Applied:
     @property
     def name(self) -> str:
         p = self.direction_path
-        return str(self.direction.metadata.get("target") or (p.parent.name if p.name == "direction.safetensors" else p.stem))
+        return str(
+            self.direction.metadata.get("target") or (p.parent.name if p.name == "direction.safetensors" else p.stem)
+        )
 
     @property
     def file_stem(self) -> str:
@@ -168,7 +170,9 @@ class Exported:
     direction: Path
 
 
-def export(cache: GeneratorCache, applied: Applied, alphas: Sequence[float], folder: Path) -> tuple[Image.Image, Exported]:
+def export(
+    cache: GeneratorCache, applied: Applied, alphas: Sequence[float], folder: Path
+) -> tuple[Image.Image, Exported]:
     """The grid (rows: sources, columns: alphas; tiles as in the run sheet) and the downloads in ``folder``:
     the grid, a zip of every tile at the generator's resolution (named as ``essence apply`` names them),
     and a copy of the direction file."""

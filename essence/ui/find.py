@@ -184,8 +184,16 @@ class FindJob:
         with self._lock:
             v = self._view
             return FindView(
-                v.state, v.out, v.step, v.total, v.elapsed, v.eta,
-                {k: list(s) for k, s in v.series.items()}, v.preview, v.message, v.outcome,
+                v.state,
+                v.out,
+                v.step,
+                v.total,
+                v.elapsed,
+                v.eta,
+                {k: list(s) for k, s in v.series.items()},
+                v.preview,
+                v.message,
+                v.outcome,
             )
 
     # -- the thread -------------------------------------------------------------------------------

@@ -204,13 +204,19 @@ def compare_runs(root: str | Path, names: list[str], cache: GeneratorCache) -> I
     sources = [_saved(f, "source") for f in folders]
     results = [_saved(f, "result") for f in folders]
     first = sources[0]
-    if first is not None and all(s is not None and _same(first, s) for s in sources) and all(r is not None for r in results):
+    if (
+        first is not None
+        and all(s is not None and _same(first, s) for s in sources)
+        and all(r is not None for r in results)
+    ):
         tile = sheet_tile(first[0].width)
         return comparison_figure(targets, first, [(label(n, tile), r) for n, r in zip(names, results)], tile=tile)
     return _rerendered(folders, names, targets, cache)
 
 
-def _rerendered(folders: list[Path], names: list[str], targets: list[Image.Image], cache: GeneratorCache) -> Image.Image:
+def _rerendered(
+    folders: list[Path], names: list[str], targets: list[Image.Image], cache: GeneratorCache
+) -> Image.Image:
     from essence.core.images import to_pil
     from essence.method.engine import Renderer
     from essence.method.figures import comparison_figure, sheet_tile
@@ -226,8 +232,10 @@ def _rerendered(folders: list[Path], names: list[str], targets: list[Image.Image
     config = read_json(folders[0] / "config.json") or {}
     sources = config.get("sources") if isinstance(config.get("sources"), dict) else {}
     seed = sources.get("seed") if sources.get("seed") is not None else config.get("seed", 0)
-    kind, fields = ("latent file", {"latents": sources["latents"]}) if sources.get("latents") else (
-        "random", {"count": sources.get("count", 6), "seed": seed, "truncation": sources.get("truncation", 0.7)}
+    kind, fields = (
+        ("latent file", {"latents": sources["latents"]})
+        if sources.get("latents")
+        else ("random", {"count": sources.get("count", 6), "seed": seed, "truncation": sources.get("truncation", 0.7)})
     )
     base = load_applied(cache, folders[0], sources=kind, **fields)
     g = cache.get(base.generator, base.generator_config)
