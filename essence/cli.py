@@ -27,7 +27,10 @@ def _stderr_console():
 
 
 def print_error(exc: BaseException) -> None:
-    _stderr_console().print(f"[bold red]Error:[/] {exc}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message such as `pip install "essence-transfer[ui]"` must not lose its brackets to markup
+    _stderr_console().print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -84,6 +87,7 @@ def build_app() -> typer.Typer:
     from essence.commands.evaluate import eval_command
     from essence.commands.interop import import_app
     from essence.commands.run import run_command
+    from essence.commands.ui import ui_command
     from essence.commands.weights import weights_app
 
     app.command("list")(list_command)
@@ -99,6 +103,7 @@ def build_app() -> typer.Typer:
     app.command("eval")(eval_command)
     app.command("compare")(compare_command)
     app.add_typer(weights_app(), name="weights")
+    app.command("ui")(ui_command)
 
     from essence.core.errors import PluginLoadWarning
     from essence.core.plugins import get_host

@@ -152,17 +152,21 @@ def execute_run(
     on_start: Callable[[RunConfig, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
     handle_sigint: bool = False,
+    on_engine: Callable[[TransferOptimizer], None] | None = None,
 ) -> RunOutcome:
     """Run ``config`` end to end and write its run folder; returns where, the result and the metrics.
 
     ``on_start(config, steps_done)`` is called once the components are built; ``callback`` after every
-    step; ``notify`` receives one-line status messages.
+    step; ``notify`` receives one-line status messages. ``on_engine(engine)`` gets the engine before its
+    first step: another thread may set ``engine.stop_requested`` to stop as Ctrl-C does (the web UI's Stop).
     """
     cfg = validate_run_config(config)
     p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
     generator, encoder = build_components(p)
     write_json(p.out / "config.json", p.config.model_dump(mode="json"))
     engine = TransferOptimizer(generator, encoder, p.targets, config=p.config, callback=None)
+    if on_engine is not None:
+        on_engine(engine)
     return _drive(engine, p, generator, encoder, callback, on_start, notify, handle_sigint, elapsed=0.0)
 
 
