@@ -32,6 +32,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.generators.stylegan2",
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",
+    "essence.plugins.aligners",
+    "essence.plugins.inverters.projector",
     "essence.plugins.toy",
 )
 
