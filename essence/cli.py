@@ -83,6 +83,7 @@ def build_app() -> typer.Typer:
     from essence.commands.components import doctor_command, info_command, list_command, plugins_command
     from essence.commands.evaluate import eval_command
     from essence.commands.interop import import_app
+    from essence.commands.invert import align_command, invert_command
     from essence.commands.run import run_command
     from essence.commands.weights import weights_app
 
@@ -94,6 +95,8 @@ def build_app() -> typer.Typer:
     app.command("run")(run_command)
     app.command("apply")(apply_command)
     app.command("sweep")(sweep_command)
+    app.command("align")(align_command)
+    app.command("invert")(invert_command)
     app.add_typer(import_app(), name="import")
     app.command("blend")(blend_command)
     app.command("eval")(eval_command)
