@@ -65,6 +65,9 @@ class LPIPS(nn.Module):
         self.width = width
         self.features = vgg16_features(width)
         self.lins = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in tap_channels(width))
+        with torch.no_grad():  # the learned weights are non-negative (a distance); random ones are made so too
+            for lin in self.lins:
+                lin.weight.abs_()
         self.register_buffer("shift", torch.tensor(SHIFT)[None, :, None, None])
         self.register_buffer("scale", torch.tensor(SCALE)[None, :, None, None])
         self.requires_grad_(False).eval()
