@@ -290,3 +290,17 @@ def test_a_toy_sprite_photo_is_inverted_offline_by_the_shipped_encoder(tmp_path,
         mean = generator.mean_w[:, None].repeat(len(paths), generator.num_ws, 1)
         baseline = float((generator.synthesize(mean) - x).square().mean())
     assert mse < 0.25 * baseline, (mse, baseline)
+
+
+def test_the_readme_own_photo_example_runs_offline(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")
+    assert invoke("demo", "--steps", 3, "-q").exit_code == 0
+    photo = "essence-demo/in-domain/images/target_00.png"
+    edit = invoke("apply", "-d", "essence-demo/out-of-domain", "--sources", photo, "--alpha", "0,0.5,1", "--out", "my-edit")
+    assert edit.exit_code == 0, edit.output
+    assert json.loads((tmp_path / "my-edit" / "apply.json").read_text())["grid"]["shape"] == [1, 3]
+    assert essence.load_latents(tmp_path / "my-edit" / "sources.safetensors").shape == (1, 8, 128)
+    inverted = invoke("invert", photo, "-g", "toy-sprites", "--out", "me.safetensors")
+    assert inverted.exit_code == 0, inverted.output
+    assert "pixel MSE" in inverted.output and (tmp_path / "me_sheet.png").is_file()

@@ -94,6 +94,8 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     enc_reg = registry.get("encoder", config.encoder.name)
     for name, spec in config.loss_weights().items():
         registry.get("loss", name).validate(**spec.config)
+    if config.init.mode == "target" and config.restarts > 1:
+        raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
     if config.sources.photos or config.init.mode == "target":
         check_inversion_settings(config.inversion)
     generator_config = component_config(gen_reg, config.generator.config, device)
