@@ -92,7 +92,9 @@ _GENERATOR = typer.Option(None, "--generator", "-g", help="Generator (default: t
 _SOURCES = typer.Option(
     None, "--sources", help="A number of random sources (default 6), a latent file, or photos (aligned and inverted)."
 )
-_PHOTOS = typer.Argument(None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False)
+_PHOTOS = typer.Argument(
+    None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
+)
 _LATENTS = typer.Option(None, "--latents", help="A latent file of sources (N, num_ws, w_dim) or (num_ws, w_dim).")
 _SEED = typer.Option(None, "--seed", help="Seed of the random sources (as `essence run --seed`; default 0).")
 _TRUNCATION = typer.Option(None, "--truncation", help="Truncation psi of random sources (default 0.7, as runs).")

@@ -9,7 +9,7 @@ import typer
 
 from essence.core.errors import EssenceError
 
-_PHOTOS = typer.Argument(..., help="Photo files (PNG, JPEG, ...).", show_default=False)
+_PHOTOS = typer.Argument(..., help="Photo files (PNG, JPEG, ...).", show_default=False, metavar="PHOTO")
 
 
 def align_command(

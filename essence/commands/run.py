@@ -47,7 +47,7 @@ def run_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
     photos: Optional[list[str]] = typer.Argument(
-        None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False
+        None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
     ),
 ) -> None:
     """Find the essence direction of a target image: one direction in W+ for every source."""

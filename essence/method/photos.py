@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field
 
-from essence.core.config import ComponentSpec, Strict
+from essence.core.config import ComponentChoice, Strict
 from essence.core.errors import EssenceError
 
 if TYPE_CHECKING:
@@ -32,17 +32,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".g
 BATCH = 8
 
 
-class InverterChoice(Strict):
-    """An inverter by name (None: the generator's ``default_inverter``) and overrides of its options."""
-
-    name: Union[str, None] = None
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def shorthand(cls, value: Any) -> Any:
-        return ComponentSpec.shorthand(value)
-
-
 class InversionSettings(Strict):
     """How photos become latents: which aligner and which inverter (default: the generator's)."""
 
@@ -50,8 +39,8 @@ class InversionSettings(Strict):
         None, description="A registered aligner; default: the one for the generator's alignment (ffhq-dlib, center-crop, resize)."
     )
     align: Literal["auto", "none"] = Field("auto", description="none: the photos are already aligned; they are only resized.")
-    inverter: InverterChoice = Field(
-        default_factory=InverterChoice, description="A registered inverter and its options; default: the generator's default_inverter."
+    inverter: ComponentChoice = Field(
+        default_factory=ComponentChoice, description="A registered inverter and its options; default: the generator's default_inverter."
     )
     all_faces: bool = Field(False, description="Every face of a photo (default: the largest only).")
 

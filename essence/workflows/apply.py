@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge
+from essence.core.config import ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos, latents_metadata
@@ -31,15 +31,8 @@ APPLY_FILES = ("grid.png", "apply.json", "sources.safetensors")
 MAX_ALPHAS = 64
 
 
-class GeneratorChoice(Strict):
-    """A generator by name (None: the one the direction was made for) and overrides of its configuration."""
-
-    name: Union[str, None] = None
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def shorthand(cls, value: Any) -> Any:
-        return ComponentSpec.shorthand(value)
+#: A generator by name (None: the one the direction was made for) and overrides of its configuration.
+GeneratorChoice = ComponentChoice
 
 
 class ApplyConfig(Strict):
