@@ -304,3 +304,12 @@ def test_the_readme_own_photo_example_runs_offline(tmp_path, monkeypatch):
     inverted = invoke("invert", photo, "-g", "toy-sprites", "--out", "me.safetensors")
     assert inverted.exit_code == 0, inverted.output
     assert "pixel MSE" in inverted.output and (tmp_path / "me_sheet.png").is_file()
+
+
+def test_a_decompression_bomb_is_one_line_and_the_other_photos_go_on(doubles, photos, tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)  # 24 x 30 is a bomb (over 2x), 16 x 16 is not
+    generator = essence.get_generator("tiny-gen")
+    with pytest.warns(Image.DecompressionBombWarning):  # PIL's own warning for the one under 2x
+        inv = invert_photos([str(photos["colour"]), str(photos["alpha"])], generator, "tiny-gen")
+    assert inv.names == [str(photos["alpha"])]
+    assert len(inv.problems) == 1 and "too large to open safely" in inv.problems[0]
