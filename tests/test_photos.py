@@ -313,3 +313,15 @@ def test_a_decompression_bomb_is_one_line_and_the_other_photos_go_on(doubles, ph
         inv = invert_photos([str(photos["colour"]), str(photos["alpha"])], generator, "tiny-gen")
     assert inv.names == [str(photos["alpha"])]
     assert len(inv.problems) == 1 and "too large to open safely" in inv.problems[0]
+
+
+def test_invert_init_starts_the_projector_from_another_inverter(doubles, photos, tmp_path):
+    out = tmp_path / "w.safetensors"
+    small = [f"inversion.inverter.config.{k}" for k in ("perceptual=none", "steps=5", "w_avg_samples=256")]
+    sets = [a for item in small for a in ("--set", item)]
+    result = invoke("invert", photos["colour"], "-g", "tiny-gen", "--init", "tiny-projector", *sets, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert record["inverter"] == "projector" and record["inversion"]["inverter"]["config"]["init"] == "tiny-projector"
+    refused = invoke("invert", photos["colour"], "-g", "tiny-gen", "--init", "x", "--inverter", "tiny-projector")
+    assert refused.exit_code == 2 and "does not apply to --inverter tiny-projector" in one_line(refused.output)

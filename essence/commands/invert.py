@@ -35,6 +35,9 @@ def invert_command(
     photos: list[str] = _PHOTOS,
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Generator name (default stylegan2-ffhq)."),
     inverter: Optional[str] = typer.Option(None, "--inverter", "-i", help="Inverter (default: the generator's, e.g. e4e for FFHQ)."),
+    init: Optional[str] = typer.Option(
+        None, "--init", help="The projector starts from this inverter's latents (e4e, toy-encoder); implies --inverter projector."
+    ),
     aligner: Optional[str] = typer.Option(None, "--aligner", "-a", help="Aligner (default: the one for the generator's alignment)."),
     align: str = typer.Option("auto", "--align", help="auto (align to the generator's crop) or none (photos already aligned)."),
     all_faces: bool = typer.Option(False, "--all-faces", help="Invert every face of a photo (default: the largest)."),
@@ -56,8 +59,10 @@ def invert_command(
     if align not in ("auto", "none"):
         raise EssenceError(f"--align {align!r}: use auto or none.")
     inversion: dict[str, Any] = {"align": align, "all_faces": all_faces}
-    if inverter:
-        inversion["inverter"] = {"name": inverter}
+    if init and inverter not in (None, "projector"):
+        raise EssenceError(f"--init starts the projector from another inverter's latents; it does not apply to --inverter {inverter}.")
+    if inverter or init:
+        inversion["inverter"] = {"name": inverter or "projector", **({"config": {"init": init}} if init else {})}
     if aligner:
         inversion["aligner"] = aligner
     options: dict[str, Any] = {
