@@ -67,10 +67,15 @@ def main(argv=None) -> int:
     p.add_argument("--heldout", type=int, default=8, help="held-out sources per target")
     p.add_argument("--steps", type=int, default=300, help="optimisation steps of ours and of the CLIP blend")
     p.add_argument("--inverter", default=None, help="inverter of the targets (default: the generator's, toy-encoder)")
+    p.add_argument("--methods", default=",".join(METHODS[1:]), help="comma-separated methods to run (the sources always are)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("quality.json"))
     args = p.parse_args(argv)
+    methods = {"sources", *(m.strip() for m in args.methods.split(","))}
+    unknown = methods - set(METHODS)
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS[1:])}")
 
     import torch
 
@@ -111,7 +116,7 @@ def main(argv=None) -> int:
         seconds["inversion"] = time.perf_counter() - t0
 
         starts = {"ours": None, **({"ours-init-target": target_ws[0]} if style == "clean" else {})}
-        for method, init in starts.items():
+        for method, init in ((m, i) for m, i in starts.items() if m in methods):
             t0 = time.perf_counter()
             run = essence.optimize_direction(
                 generator, encoder, path, None, init=init,
@@ -121,30 +126,31 @@ def main(argv=None) -> int:
                 results[method] = to_uint8(generator.synthesize(heldout + run.direction[None].to(heldout)))
             seconds[method] = time.perf_counter() - t0 + (seconds["inversion"] if init is not None else 0.0)
 
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            results["stylegan-blend"] = to_uint8(generator.synthesize(stylegan_blend(heldout, target_ws)))
-        seconds["stylegan-blend"] = time.perf_counter() - t0 + seconds["inversion"]
+        if "stylegan-blend" in methods:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                results["stylegan-blend"] = to_uint8(generator.synthesize(stylegan_blend(heldout, target_ws)))
+            seconds["stylegan-blend"] = time.perf_counter() - t0 + seconds["inversion"]
 
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            target_embedding = mean_target(encoder.embed_file(path))
-        blended, _ = clip_blend(generator, encoder, target_embedding, heldout, steps=args.steps)
-        with torch.no_grad():
-            results["clip-blend"] = to_uint8(generator.synthesize(blended))
-        seconds["clip-blend"] = time.perf_counter() - t0
+        if "clip-blend" in methods:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                target_embedding = mean_target(encoder.embed_file(path))
+            blended, _ = clip_blend(generator, encoder, target_embedding, heldout, steps=args.steps)
+            with torch.no_grad():
+                results["clip-blend"] = to_uint8(generator.synthesize(blended))
+            seconds["clip-blend"] = time.perf_counter() - t0
 
         for method in (m for m in METHODS if m in results):
             row = {"target": k, "style": style, "method": method, **target.essence}
             row.update(score(judged(judges, results[method]), j_sources, target))
             row["seconds"] = seconds.get(method, 0.0)
             rows.append(row)
-        ours = next(r for r in rows[-len(results):] if r["method"] == "ours")
-        print(
-            f"target {k + 1}/{len(cases)} ({style}): ours essence {ours['essence']:.2f} "
-            f"identity {ours['identity_px']:.2f} px ({seconds['ours']:.0f} s)",
-            flush=True,
+        done = ", ".join(
+            f"{r['method']} essence {r['essence']:.2f} identity {r['identity_px']:.2f} px"
+            for r in rows[-len(results):] if r["method"] != "sources"
         )
+        print(f"target {k + 1}/{len(cases)} ({style}): {done} ({sum(seconds.values()):.0f} s)", flush=True)
 
     summary = {}
     print()
