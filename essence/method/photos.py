@@ -76,6 +76,25 @@ class PhotoInversion:
     def names(self) -> list[str]:
         return [a.label for a in self.aligned]
 
+    def warn(self) -> None:
+        """Every problem and warning as one warning line each (the CLI prints them as ``Warning: ...``)."""
+        import warnings
+
+        for line in self.problems + self.warnings:
+            warnings.warn(line, stacklevel=3)
+
+    def save(self, path: Path, generator_name: str, role: str) -> Path:
+        """The latents as a latent file that ``--sources``/``--latents`` accept, with where they came from."""
+        import json
+
+        from essence.method.artifacts import save_latents
+
+        metadata = {
+            "format": "essence-latents", "role": role, "generator": generator_name, "aligner": self.aligner,
+            "inverter": self.inverter, "inverter_weights_id": self.inverter_weights_id, "names": json.dumps(self.names),
+        }
+        return save_latents(path, self.ws, metadata=metadata)
+
 
 # -- choosing the aligner and the inverter ------------------------------------------------------------
 
@@ -218,13 +237,3 @@ def invert_photos(
         torch.cat(ws), aligned, problems, warnings, name or "none", inverter_name,
         getattr(inverter, "weights_id", "unknown"), inverter,
     )
-
-
-def latents_metadata(inv: PhotoInversion, generator_name: str, role: str) -> dict[str, str]:
-    """What a latent file of inverted photos records (strings, for safetensors)."""
-    import json
-
-    return {
-        "format": "essence-latents", "role": role, "generator": generator_name, "aligner": inv.aligner,
-        "inverter": inv.inverter, "inverter_weights_id": inv.inverter_weights_id, "names": json.dumps(inv.names),
-    }

@@ -13,7 +13,6 @@ import math
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from essence.core.images import save_image
 from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
-from essence.method.photos import check_inversion_settings, invert_photos, latents_metadata
+from essence.method.photos import check_inversion_settings, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 from essence.method.runconfig import RunConfig, validate_run_config
 
@@ -132,8 +131,6 @@ def photo_inputs(
 ) -> tuple[Any, Any]:
     """Source photos and an init at the target, inverted (``sources.safetensors``, ``init.safetensors`` in the
     run folder, for reuse); None for what the config draws itself."""
-    from essence.method.artifacts import save_latents
-
     cfg, sources, init = p.config, None, None
     jobs = []
     if cfg.sources.photos:
@@ -144,9 +141,8 @@ def photo_inputs(
         if notify is not None:
             notify(f"Inverting the {what}s ({len(photos)})..." if role == "sources" else "Inverting the target for init 'target'...")
         inv = invert_photos(photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=progress, what=what)
-        for line in inv.problems + inv.warnings:
-            warnings.warn(line, stacklevel=2)
-        save_latents(p.out / f"{role}.safetensors", inv.ws, metadata=latents_metadata(inv, cfg.generator.name, role))
+        inv.warn()
+        inv.save(p.out / f"{role}.safetensors", cfg.generator.name, role)
         if role == "sources":
             sources = inv.ws.to(generator.device)
         else:

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from essence.core.config import ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
-from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos, latents_metadata
+from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
 from essence.method.runconfig import SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
@@ -177,13 +177,11 @@ def execute_apply(
     """Render the grid and the images; every input is checked before the generator is built. Source photos
     are aligned and inverted (``progress(step, steps, loss)`` follows an optimising inverter) and their
     latents kept as ``sources.safetensors``, for reuse."""
-    import warnings
-
     from essence.core.files import write_json
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
     from essence.method.engine import Renderer
-    from essence.method.artifacts import save_latents, source_latents
+    from essence.method.artifacts import source_latents
     from essence.method.figures import image_grid
 
     direction, direction_path = open_direction(config.direction)
@@ -204,9 +202,8 @@ def execute_apply(
     files, inversion = [], None
     if config.sources.photos:
         inv = invert_photos(config.sources.photos, generator, reg.name, config.inversion, device=generator.device, progress=progress)
-        for line in inv.problems + inv.warnings:
-            warnings.warn(line, stacklevel=2)
-        save_latents(out / "sources.safetensors", inv.ws, metadata=latents_metadata(inv, reg.name, "sources"))
+        inv.warn()
+        inv.save(out / "sources.safetensors", reg.name, "sources")
         ws, files = inv.ws, ["sources.safetensors"]
         inversion = {"aligner": inv.aligner, "inverter": inv.inverter, "names": inv.names, "problems": inv.problems}
     else:

@@ -210,8 +210,6 @@ class BlendOutcome:
 
 def blend_sources(cfg: BlendConfig, generator: Any, progress: Callable[[str, int, int, float], None] | None) -> torch.Tensor:
     """The sources: random, a latent file's, or photos aligned and inverted; on the generator's device."""
-    import warnings
-
     from essence.method.artifacts import source_latents
     from essence.method.photos import invert_photos
 
@@ -219,8 +217,7 @@ def blend_sources(cfg: BlendConfig, generator: Any, progress: Callable[[str, int
         return source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
     follow = None if progress is None else (lambda i, n, v: progress("inversion", i, n, v))
     inv = invert_photos(cfg.sources.photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=follow)
-    for line in inv.problems + inv.warnings:
-        warnings.warn(line, stacklevel=2)
+    inv.warn()
     return inv.ws.to(generator.device)
 
 

@@ -98,10 +98,9 @@ def execute_invert(
     from essence.core.files import write_json
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
-    from essence.method.artifacts import save_latents
     from essence.method.engine import Renderer
     from essence.method.figures import image_grid, sheet_tile, square_tile
-    from essence.method.photos import crops_tensor, invert_photos, latents_metadata
+    from essence.method.photos import crops_tensor, invert_photos
 
     if not config.photos:
         raise EssenceError("No photo given: essence invert PHOTO...")
@@ -117,15 +116,14 @@ def execute_invert(
 
     generator = reg.build(**gen_config)
     inv = invert_photos(config.photos, generator, reg.name, config.inversion, device=device, progress=progress)
-    for line in inv.problems + inv.warnings:
-        warnings.warn(line, stacklevel=2)
+    inv.warn()
     recon = Renderer(generator).images(inv.ws.to(generator.device)).cpu()
     crops = crops_tensor(inv.aligned)
     mse = (recon - crops).square().mean(dim=(1, 2, 3))
     distance = getattr(inv.component, "perceptual_distance", None)
     lpips = distance(crops, recon) if callable(distance) else None
 
-    save_latents(latents, inv.ws, metadata=latents_metadata(inv, reg.name, "photos"))
+    inv.save(latents, reg.name, "photos")
     tile = sheet_tile(generator.resolution)
     rows = [[square_tile(a.photo, tile), a.crop.image, g] for a, g in zip(inv.aligned, to_pil(recon))]
     save_image(image_grid(rows, tile), sheet_path)
