@@ -325,3 +325,17 @@ def test_invert_init_starts_the_projector_from_another_inverter(doubles, photos,
     assert record["inverter"] == "projector" and record["inversion"]["inverter"]["config"]["init"] == "tiny-projector"
     refused = invoke("invert", photos["colour"], "-g", "tiny-gen", "--init", "x", "--inverter", "tiny-projector")
     assert refused.exit_code == 2 and "does not apply to --inverter tiny-projector" in one_line(refused.output)
+
+
+def test_a_missing_face_aligner_is_named_before_the_generator_is_built(tmp_path, photos, monkeypatch):
+    from essence.method.photos import check_inversion_settings
+
+    registry = essence.get_registry()
+    ffhq = registry.get("generator", "stylegan2-ffhq")
+    if "ffhq-dlib" in {r.name for r in registry.list("aligner")}:
+        pytest.skip("the FFHQ aligner is installed here")
+    with pytest.raises(essence.EssenceError, match=r'FFHQ face alignment \(ffhq-dlib\) is not installed: pip install "essence-transfer\[photos\]"'):
+        check_inversion_settings(InversionSettings(), ffhq, {})
+    check_inversion_settings(InversionSettings(align="none", inverter={"name": "projector"}), ffhq, {})  # aligned photos
+    result = invoke("invert", photos["colour"], "-o", tmp_path / "w.pt")  # stylegan2-ffhq: no weights are fetched
+    assert result.exit_code == 2 and "pip install" in one_line(result.output)

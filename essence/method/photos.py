@@ -106,15 +106,31 @@ def aligner_name(settings: InversionSettings, alignment: str) -> str | None:
     return settings.aligner or DEFAULT_ALIGNERS.get(alignment, "resize")
 
 
-def check_inversion_settings(settings: InversionSettings) -> None:
-    """Names and options that need no model: the aligner and inverter exist and their options validate."""
+def check_inversion_settings(settings: InversionSettings, generator: Any = None, generator_config: Any = None) -> None:
+    """What needs no model: the aligner and inverter exist and the inverter's options validate. With the
+    generator's registration and options, the defaults its config declares (``alignment``,
+    ``default_inverter``) are checked too, so a missing aligner fails before the generator's weights load."""
     from essence.core.registry import get_registry
 
     registry = get_registry()
-    if settings.aligner:
-        registry.get("aligner", settings.aligner)
-    if settings.inverter.name:
-        registry.get("inverter", settings.inverter.name).validate(**settings.inverter.config)
+    declared = {}
+    if generator is not None:
+        config = generator.validate(**(generator_config or {}))
+        declared = {k: getattr(config, k) for k in ("alignment", "default_inverter") if hasattr(config, k)}
+    aligner = settings.aligner or (DEFAULT_ALIGNERS.get(declared["alignment"]) if "alignment" in declared else None)
+    if aligner and settings.align != "none":
+        try:
+            registry.get("aligner", aligner)
+        except EssenceError:
+            if settings.aligner or declared.get("alignment") != "ffhq":
+                raise
+            raise EssenceError(
+                f"FFHQ face alignment ({aligner}) is not installed: pip install \"essence-transfer[photos]\" "
+                "(or pass --align none for photos that are already aligned)."
+            ) from None
+    inverter = settings.inverter.name or declared.get("default_inverter")
+    if inverter:
+        registry.get("inverter", inverter).validate(**settings.inverter.config)
 
 
 def build_aligner(name: str, generator: Any, generator_name: str) -> Any:

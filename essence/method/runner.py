@@ -96,7 +96,7 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     if config.init.mode == "target" and config.restarts > 1:
         raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
     if config.sources.photos or config.init.mode == "target":
-        check_inversion_settings(config.inversion)
+        check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]

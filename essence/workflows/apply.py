@@ -189,7 +189,7 @@ def execute_apply(
     reg, gen_config = generator_config(spec, config.device)
     check_latent_files([(config.sources.latents, "Sources latent file")])
     if config.sources.photos:
-        check_inversion_settings(config.inversion)
+        check_inversion_settings(config.inversion, reg, gen_config)
     stem = direction.metadata.get("target") or (
         direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
     )

@@ -276,7 +276,7 @@ def prepare_blend(
     targets = [load_image(t) for t in cfg.target]
     check_latent_files(latent_files(cfg))
     if cfg.sources.photos or (cfg.method == "stylegan" and not cfg.target_latent):
-        check_inversion_settings(cfg.inversion)
+        check_inversion_settings(cfg.inversion, registry.get("generator", cfg.generator.name), gen_config)
     stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
     run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
     run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")

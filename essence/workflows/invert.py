@@ -107,7 +107,7 @@ def execute_invert(
     reg = get_registry().get("generator", config.generator.name)
     device = resolve_device(config.device)
     gen_config = component_config(reg, config.generator.config, device)
-    check_inversion_settings(config.inversion)
+    check_inversion_settings(config.inversion, reg, gen_config)
     latents, sheet_path, record_path = invert_paths(config)
     existing = [p for p in (latents, sheet_path, record_path) if p.exists()]
     if existing and not overwrite:
