@@ -190,13 +190,16 @@ def align_photos(
     photos: Sequence[tuple[str, Image.Image]], aligner: Any, resolution: int, *, all_faces: bool = False
 ) -> tuple[list[AlignedPhoto], list[str], list[str]]:
     """The crops of every photo (``aligner`` None: the photo resized), the problems and the warnings."""
+    from PIL import Image
+
     from essence.core.interfaces import AlignedFace
 
     aligned, problems, warnings = [], [], []
     for path, image in photos:
         try:
-            if aligner is None:
-                crops = [AlignedFace(image.convert("RGB").resize((resolution, resolution)), resolution)]
+            if aligner is None:  # already aligned: only resized (Lanczos, reducing huge photos first)
+                resized = image.convert("RGB").resize((resolution, resolution), Image.Resampling.LANCZOS, reducing_gap=3.0)
+                crops = [AlignedFace(resized, resolution)]
             else:
                 crops = aligner.align(image, resolution, all_faces=all_faces)
         except EssenceError as exc:
