@@ -27,11 +27,16 @@ def _stderr_console():
 
 
 def print_error(exc: BaseException) -> None:
-    _stderr_console().print(f"[bold red]Error:[/] {exc}", markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: a message's own brackets (pip install "essence-transfer[photos]") are text, not markup
+    _stderr_console().print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    _stderr_console().print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    _stderr_console().print(f"[yellow]Warning:[/] {escape(str(message))}", soft_wrap=True)
 
 
 class EssenceGroup(TyperGroup):

@@ -339,3 +339,10 @@ def test_a_missing_face_aligner_is_named_before_the_generator_is_built(tmp_path,
     check_inversion_settings(InversionSettings(align="none", inverter={"name": "projector"}), ffhq, {})  # aligned photos
     result = invoke("invert", photos["colour"], "-o", tmp_path / "w.pt")  # stylegan2-ffhq: no weights are fetched
     assert result.exit_code == 2 and "pip install" in one_line(result.output)
+
+
+def test_essence_align_without_the_face_aligner_says_what_to_install(photos, tmp_path):
+    if "ffhq-dlib" in {r.name for r in essence.get_registry().list("aligner")}:
+        pytest.skip("the FFHQ aligner is installed here")
+    result = invoke("align", photos["colour"], "-o", tmp_path / "a")
+    assert result.exit_code == 2 and 'pip install "essence-transfer[photos]"' in one_line(result.output)

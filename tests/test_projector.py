@@ -142,3 +142,23 @@ def test_the_vgg16_asset_is_downloaded_converted_and_loaded(server, plugin, tmp_
     torch.save({"features.0.weight": torch.zeros(3), "features.28.weight": torch.zeros(1), "classifier.6.weight": torch.zeros(1)}, wrong)
     with pytest.raises(essence.WeightsError, match="is not torchvision's VGG16"):
         perceptual.convert_vgg16(wrong, tmp_path / "out.safetensors")
+
+
+def test_the_cli_prints_the_extra_to_install_in_one_line(doubles, monkeypatch, tmp_path):
+    import importlib.metadata
+
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from essence.cli import build_app
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(perceptual.importlib.metadata, "distribution", missing)
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(tmp_path / "p.png")
+    sets = [a for kv in ("vgg_weights=random", "width=8", "steps=2", "w_avg_samples=64") for a in ("--set", f"inversion.inverter.config.{kv}")]
+    args = ["invert", str(tmp_path / "p.png"), "-g", "tiny-gen", "--inverter", "projector", *sets, "-o", str(tmp_path / "w.pt"), "-q"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    assert 'Warning: LPIPS (the projector\'s perceptual loss) (needs lpips) is not installed: pip install "essence-transfer[lpips]"' in " ".join(result.output.split())

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 #: The aligner for each alignment a generator can expect.
 DEFAULT_ALIGNERS = {"ffhq": "ffhq-dlib", "center": "center-crop", "none": "resize"}
+#: The FFHQ face aligners and the extra each needs (their plugin registers them once installed).
+FACE_ALIGNERS = {"ffhq-dlib": "photos", "ffhq-mediapipe": "mediapipe"}
 #: Suffixes that mark a file as a photo, not a latent file (``--sources me.jpg``).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: Images per inverter call.
@@ -119,25 +121,30 @@ def check_inversion_settings(settings: InversionSettings, generator: Any = None,
         declared = {k: getattr(config, k) for k in ("alignment", "default_inverter") if hasattr(config, k)}
     aligner = settings.aligner or (DEFAULT_ALIGNERS.get(declared["alignment"]) if "alignment" in declared else None)
     if aligner and settings.align != "none":
-        try:
-            registry.get("aligner", aligner)
-        except EssenceError:
-            if settings.aligner or declared.get("alignment") != "ffhq":
-                raise
-            raise EssenceError(
-                f"FFHQ face alignment ({aligner}) is not installed: pip install \"essence-transfer[photos]\" "
-                "(or pass --align none for photos that are already aligned)."
-            ) from None
+        aligner_registration(aligner)
     inverter = settings.inverter.name or declared.get("default_inverter")
     if inverter:
         registry.get("inverter", inverter).validate(**settings.inverter.config)
 
 
-def build_aligner(name: str, generator: Any, generator_name: str) -> Any:
-    """The aligner ``name``, refused when it makes another crop than the generator expects."""
+def aligner_registration(name: str) -> Any:
+    """The aligner's registration; a face aligner whose extra is not installed says what to pip install."""
     from essence.core.registry import get_registry
 
-    aligner = get_registry().create("aligner", name)
+    try:
+        return get_registry().get("aligner", name)
+    except EssenceError:
+        if name not in FACE_ALIGNERS:
+            raise
+        raise EssenceError(
+            f"FFHQ face alignment ({name}) is not installed: pip install \"essence-transfer[{FACE_ALIGNERS[name]}]\" "
+            "(or pass --align none for photos that are already aligned)."
+        ) from None
+
+
+def build_aligner(name: str, generator: Any, generator_name: str) -> Any:
+    """The aligner ``name``, refused when it makes another crop than the generator expects."""
+    aligner = aligner_registration(name).build()
     expected = getattr(generator, "alignment", "none")
     if aligner.alignment != expected:
         fix = DEFAULT_ALIGNERS.get(expected, "resize")

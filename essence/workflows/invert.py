@@ -170,14 +170,13 @@ def execute_align(config: AlignConfig, *, overwrite: bool = False) -> AlignOutco
 
     from essence.core.files import write_json
     from essence.core.images import save_image
-    from essence.core.registry import get_registry
     from essence.method.figures import image_grid, square_tile
-    from essence.method.photos import align_photos, load_photos
+    from essence.method.photos import align_photos, aligner_registration, load_photos
     from essence.method.rundir import prepare_out
 
     if not config.photos:
         raise EssenceError("No photo given: essence align PHOTO...")
-    reg = get_registry().get("aligner", config.aligner)
+    reg = aligner_registration(config.aligner)
     out = Path(config.out) if config.out else default_out(Path(config.photos[0]).stem, kind="align")
     out = prepare_out(out, ALIGN_FILES, overwrite=overwrite, what="an `essence align` result")
     aligner = reg.build()
