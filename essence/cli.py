@@ -29,12 +29,14 @@ def _stderr_console():
 def print_error(exc: BaseException) -> None:
     from rich.markup import escape
 
-    # escaped: a message such as `pip install "essence-transfer[ui]"` must not lose its brackets to markup
+    # escaped: a message's own brackets (pip install "essence-transfer[photos]") are text, not markup
     _stderr_console().print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    _stderr_console().print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    _stderr_console().print(f"[yellow]Warning:[/] {escape(str(message))}", soft_wrap=True)
 
 
 class EssenceGroup(TyperGroup):
@@ -86,6 +88,7 @@ def build_app() -> typer.Typer:
     from essence.commands.components import doctor_command, info_command, list_command, plugins_command
     from essence.commands.evaluate import eval_command
     from essence.commands.interop import import_app
+    from essence.commands.invert import align_command, invert_command
     from essence.commands.run import run_command
     from essence.commands.ui import ui_command
     from essence.commands.weights import weights_app
@@ -98,6 +101,8 @@ def build_app() -> typer.Typer:
     app.command("run")(run_command)
     app.command("apply")(apply_command)
     app.command("sweep")(sweep_command)
+    app.command("align")(align_command)
+    app.command("invert")(invert_command)
     app.add_typer(import_app(), name="import")
     app.command("blend")(blend_command)
     app.command("eval")(eval_command)

@@ -195,13 +195,13 @@ def test_landmarks_without_eyes_are_refused():
         g.ffhq_quad(np.zeros((68, 2)))
 
 
-def test_centre_crop_and_the_centre_aligner():
+def test_the_centre_crop_aligner():
     img = Image.new("RGB", (300, 200), (0, 0, 255))
     ImageDraw.Draw(img).rectangle([50, 0, 249, 199], fill=(255, 0, 0))  # the centred square is red
-    crop = g.centre_crop(img, 64)
-    assert crop.size == (64, 64) and (np.asarray(crop)[:, :, 0] > 200).all()
-    aligner = g.CentreAligner()
+    aligner = essence.get_aligner("center-crop")
     check_aligner(aligner)
+    (crop,) = aligner.align(img, 64)
+    assert crop.image.size == (64, 64) and (np.asarray(crop.image)[:, :, 0] > 200).all()
     (face,) = aligner.align(img, 32)
     assert face.face is None and face.image.size == (32, 32)
 

@@ -20,7 +20,7 @@ from essence.core.images import load_image, to_pil
 from essence.core.registry import get_registry
 from essence.method.figures import comparison_figure, fit_tile, sheet_tile
 from essence.method.runconfig import list_presets
-from essence.method.runner import RUN_FILES
+from essence.method.runner import PHOTO_FILES, RUN_FILES
 from essence.ui import apply as apply_tab
 from essence.ui import find as find_tab
 from essence.ui import runs as runs_tab
@@ -151,7 +151,7 @@ def test_a_job_writes_what_essence_run_writes_and_shows_it_live(tmp_path):
     assert view.preview is not None and view.preview.width > 6 * find_tab.PREVIEW_TILE  # target column + 6 sources
     assert {v.state for v in seen} <= {"starting", "running", "completed"}
     files = {p.name for p in view.out.iterdir()}
-    assert set(RUN_FILES) - {"checkpoint.pt"} <= files and "checkpoint.pt" not in files
+    assert set(RUN_FILES) - set(PHOTO_FILES) - {"checkpoint.pt"} <= files and "checkpoint.pt" not in files
     metrics = json.loads((view.out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["steps_done"] == 6
     trace = [float(r.split(",")[3]) for r in (view.out / "trace.csv").read_text().splitlines()[1:]]

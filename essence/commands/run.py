@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from essence.commands.apply import sources_option
 from essence.commands.progress import RunProgress
 from essence.core.errors import EssenceError
 
@@ -23,8 +24,8 @@ def run_command(
     target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="Target image; repeat for several."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps per restart."),
-    sources: Optional[str] = typer.Option(
-        None, "--sources", help="A number of random sources, or a latent file (N, num_ws, w_dim)."
+    sources: Optional[list[str]] = typer.Option(
+        None, "--sources", help="A number of random sources, a latent file (N, num_ws, w_dim), or photos (aligned and inverted)."
     ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>)."),
@@ -32,7 +33,9 @@ def run_command(
     sets: Optional[list[str]] = typer.Option(
         None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values)."
     ),
-    init: Optional[str] = typer.Option(None, "--init", help="random, zeros or a latent file."),
+    init: Optional[str] = typer.Option(
+        None, "--init", help="random, zeros, target (start at the inverted target: in-domain targets) or a latent file."
+    ),
     restarts: Optional[int] = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out."),
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
@@ -43,6 +46,9 @@ def run_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    photos: Optional[list[str]] = typer.Argument(
+        None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
+    ),
 ) -> None:
     """Find the essence direction of a target image: one direction in W+ for every source."""
     from essence.method.runconfig import build_run_config
@@ -65,10 +71,7 @@ def run_command(
         "checkpoint_every": checkpoint_every,
         "out": str(out) if out is not None else None,
     }
-    if sources is not None:
-        options["sources"] = (
-            {"count": int(sources), "latents": None} if sources.strip().isdigit() else {"latents": sources}
-        )
+    options["sources"] = sources_option(sources, photos=photos)
     options = {k: v for k, v in options.items() if v is not None}
 
     display = RunProgress(quiet)
@@ -87,6 +90,7 @@ def run_command(
             on_start=display.start,
             notify=display.note,
             handle_sigint=True,
+            progress=display.stage("inversion"),
         )
     display.stop()
     display.summary(outcome)

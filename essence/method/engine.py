@@ -610,6 +610,8 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
         return generator.sample_ws(1, seed=seed, truncation=config.init.truncation)[0], seed
     if isinstance(init, str) and init == "zeros":
         return torch.zeros(generator.num_ws, generator.w_dim, device=generator.device), None
+    if isinstance(init, str) and init == "target":
+        raise EssenceError("init 'target' starts b at the inverted target: `essence run` inverts it; here, pass its latent as init.")
     if isinstance(init, (str, os.PathLike)):
         init = load_latents(init, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Init latent file")
     if not isinstance(init, torch.Tensor):

@@ -1,7 +1,7 @@
-"""The built-in aligners: FFHQ face alignment (``ffhq-dlib``, ``ffhq-mediapipe``) and a centre crop.
+"""FFHQ face alignment: the ``ffhq-dlib`` and ``ffhq-mediapipe`` aligners.
 
 - :mod:`.geometry`: the FFHQ crop (eye and mouth points -> an oriented square -> a padded, blurred-border
-  square crop at the generator's resolution) and the centre crop; numpy and PIL only.
+  square crop at the generator's resolution); numpy and PIL only.
 - :mod:`.photos`: loading user photos safely (EXIF orientation, any mode to RGB, bomb and FIFO guards,
   huge images downscaled while decoding).
 - :mod:`.dlib_landmarks`: ``ffhq-dlib``, dlib's HOG detector and 68-point model (the points FFHQ was
@@ -62,18 +62,10 @@ def build_mediapipe(config: MediaPipeConfig) -> Any:
                             padding=config.padding)
 
 
-def build_center(config: Any) -> Any:
-    """The largest centred square, resized: for generators trained on centre crops (LSUN church)."""
-    from essence.plugins.aligners.ffhq.geometry import CentreAligner
-
-    return CentreAligner()
-
-
 @essence.hookimpl
 def register_aligners(register):
-    register("ffhq-dlib", build_dlib, config=DlibConfig, tiny={})
-    register("ffhq-mediapipe", build_mediapipe, config=MediaPipeConfig, tiny={})
-    register("center", build_center, tiny={})
+    register("ffhq-dlib", build_dlib, config=DlibConfig, tiny={}, requires=("dlib",), extra="photos")
+    register("ffhq-mediapipe", build_mediapipe, config=MediaPipeConfig, tiny={}, requires=("mediapipe",), extra="mediapipe")
 
 
 @essence.hookimpl

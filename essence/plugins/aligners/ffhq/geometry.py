@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageFilter
 
-from essence import AlignedFace, Aligner, EssenceError, Face
+from essence import AlignedFace, EssenceError, Face
 
 #: dlib's 68-point indices FFHQ alignment reads: the eye contours and the mouth corners.
 EYE_LEFT = tuple(range(36, 42))  # the eye on the photo's left (the subject's right eye)
@@ -218,19 +218,6 @@ def pad_with_blurred_border(img: Image.Image, pad: Sequence[int], qsize: float) 
     return Image.fromarray(out, "RGB")
 
 
-def centre_crop(image: Image.Image, resolution: int) -> Image.Image:
-    """The largest centred square of ``image``, resized (antialiased) to ``resolution``: the crop of
-    generators trained on centre-cropped photos, such as LSUN church."""
-    img = image if image.mode == "RGB" else image.convert("RGB")
-    w, h = img.size
-    side = min(w, h)
-    x0, y0 = (w - side) // 2, (h - side) // 2
-    box = (x0, y0, x0 + side, y0 + side)
-    if side == resolution:
-        return img.crop(box)
-    return img.resize((resolution, resolution), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
-
-
 def downscaled_copy(image: Image.Image, max_side: int | None) -> tuple[Image.Image, float]:
     """``image`` as RGB with its longer side at most ``max_side`` (antialiased), and the scale back:
     a point ``p`` of the copy is ``p * scale`` in ``image`` (continuous coordinates)."""
@@ -285,17 +272,3 @@ def align_faces(
             )
         crops.append(AlignedFace(image=crop, resolution=resolution, face=face, quad=quad, warnings=warnings))
     return crops
-
-
-class CentreAligner(Aligner):
-    """``center``: the largest centred square, resized; for generators trained on centre crops."""
-
-    name = "center"
-    alignment = "center"
-
-    def align(self, image: Image.Image, resolution: int, *, all_faces: bool = False) -> list[AlignedFace]:
-        w, h = image.size
-        side = min(w, h)
-        x0, y0 = (w - side) // 2, (h - side) // 2
-        quad = np.array([[x0, y0], [x0, y0 + side], [x0 + side, y0 + side], [x0 + side, y0]], dtype=np.float64) - 0.5
-        return [AlignedFace(image=centre_crop(image, resolution), resolution=resolution, quad=quad)]
