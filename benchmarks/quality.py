@@ -5,8 +5,10 @@ same held-out sources (toy-sprites samples the direction never saw), three metho
 
 * ours: the paper's method (``paper`` preset in-domain, ``paper-ood`` for sketches), optimised on 6
   training sources, then G(w + b) on the held-out sources;
-* StyleGAN blend: the average of each source's latent and the target's (inverted by essence's
-  projection, as the target is an image);
+* ours, init target (in-domain targets only): the same, with b starting at the inverted target (the
+  paper's in-domain initialisation, ``essence run --init target``) instead of a random latent;
+* StyleGAN blend: the average of each source's latent and the target's (the target inverted by the
+  generator's inverter, toy-encoder, as ``essence blend`` does);
 * CLIP blend: per source, the latent whose toy-clip embedding best matches the average of the source's
   and the target's embeddings.
 
@@ -31,7 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-METHODS = ("sources", "ours", "stylegan-blend", "clip-blend")
+METHODS = ("sources", "ours", "ours-init-target", "stylegan-blend", "clip-blend")
+#: Methods for in-domain targets only (an out-of-domain target has no latent to start from).
+IN_DOMAIN_ONLY = ("ours-init-target",)
 
 
 def judged(judges, images) -> dict[str, np.ndarray]:
@@ -62,11 +66,16 @@ def main(argv=None) -> int:
     p.add_argument("--ood-targets", type=int, default=10, help="out-of-domain (sketch) targets")
     p.add_argument("--heldout", type=int, default=8, help="held-out sources per target")
     p.add_argument("--steps", type=int, default=300, help="optimisation steps of ours and of the CLIP blend")
-    p.add_argument("--invert-steps", type=int, default=300, help="inversion steps of the StyleGAN blend's target")
+    p.add_argument("--inverter", default=None, help="inverter of the targets (default: the generator's, toy-encoder)")
+    p.add_argument("--methods", default=",".join(METHODS[1:]), help="comma-separated methods to run (the sources always are)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("quality.json"))
     args = p.parse_args(argv)
+    methods = {"sources", *(m.strip() for m in args.methods.split(","))}
+    unknown = methods - set(METHODS)
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(sorted(unknown))}; choose from {', '.join(METHODS[1:])}")
 
     import torch
 
@@ -77,7 +86,7 @@ def main(argv=None) -> int:
     import essence
     from essence.workflows.blend import clip_blend, mean_target, stylegan_blend
     from essence.core.images import to_uint8
-    from essence.workflows.invert import InversionConfig, invert_image
+    from essence.method.photos import InversionSettings, invert_photos
     from essence.plugins.toy import world
 
     generator = essence.get_generator("toy-sprites", device="cpu")
@@ -101,39 +110,47 @@ def main(argv=None) -> int:
         results, seconds = {"sources": source_images}, {}
 
         t0 = time.perf_counter()
-        run = essence.optimize_direction(
-            generator, encoder, path, None,
-            config={"preset": preset, "steps": args.steps, "seed": args.seed + 10 + k, "heldout": {"count": 0}},
-        )
-        with torch.no_grad():
-            results["ours"] = to_uint8(generator.synthesize(heldout + run.direction[None].to(heldout)))
-        seconds["ours"] = time.perf_counter() - t0
+        target_image = Image.open(path).convert("RGB")
+        inversion = InversionSettings(inverter={"name": args.inverter})
+        target_ws = invert_photos([(str(path), target_image)], generator, "toy-sprites", inversion).ws
+        seconds["inversion"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        inversion = invert_image(generator, encoder, Image.open(path).convert("RGB"), InversionConfig(steps=args.invert_steps))
-        with torch.no_grad():
-            results["stylegan-blend"] = to_uint8(generator.synthesize(stylegan_blend(heldout, inversion.ws)))
-        seconds["stylegan-blend"] = time.perf_counter() - t0
+        starts = {"ours": None, **({"ours-init-target": target_ws[0]} if style == "clean" else {})}
+        for method, init in ((m, i) for m, i in starts.items() if m in methods):
+            t0 = time.perf_counter()
+            run = essence.optimize_direction(
+                generator, encoder, path, None, init=init,
+                config={"preset": preset, "steps": args.steps, "seed": args.seed + 10 + k, "heldout": {"count": 0}},
+            )
+            with torch.no_grad():
+                results[method] = to_uint8(generator.synthesize(heldout + run.direction[None].to(heldout)))
+            seconds[method] = time.perf_counter() - t0 + (seconds["inversion"] if init is not None else 0.0)
 
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            target_embedding = mean_target(encoder.embed_file(path))
-        blended, _ = clip_blend(generator, encoder, target_embedding, heldout, steps=args.steps)
-        with torch.no_grad():
-            results["clip-blend"] = to_uint8(generator.synthesize(blended))
-        seconds["clip-blend"] = time.perf_counter() - t0
+        if "stylegan-blend" in methods:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                results["stylegan-blend"] = to_uint8(generator.synthesize(stylegan_blend(heldout, target_ws)))
+            seconds["stylegan-blend"] = time.perf_counter() - t0 + seconds["inversion"]
 
-        for method in METHODS:
+        if "clip-blend" in methods:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                target_embedding = mean_target(encoder.embed_file(path))
+            blended, _ = clip_blend(generator, encoder, target_embedding, heldout, steps=args.steps)
+            with torch.no_grad():
+                results["clip-blend"] = to_uint8(generator.synthesize(blended))
+            seconds["clip-blend"] = time.perf_counter() - t0
+
+        for method in (m for m in METHODS if m in results):
             row = {"target": k, "style": style, "method": method, **target.essence}
             row.update(score(judged(judges, results[method]), j_sources, target))
             row["seconds"] = seconds.get(method, 0.0)
             rows.append(row)
-        ours = next(r for r in rows[-4:] if r["method"] == "ours")
-        print(
-            f"target {k + 1}/{len(cases)} ({style}): ours essence {ours['essence']:.2f} "
-            f"identity {ours['identity_px']:.2f} px ({seconds['ours']:.0f} s)",
-            flush=True,
+        done = ", ".join(
+            f"{r['method']} essence {r['essence']:.2f} identity {r['identity_px']:.2f} px"
+            for r in rows[-len(results):] if r["method"] != "sources"
         )
+        print(f"target {k + 1}/{len(cases)} ({style}): {done} ({sum(seconds.values()):.0f} s)", flush=True)
 
     summary = {}
     print()

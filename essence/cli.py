@@ -29,12 +29,14 @@ def _stderr_console():
 def print_error(exc: BaseException) -> None:
     from rich.markup import escape
 
-    # Escaped: a message may hold brackets (pip install "essence-transfer[ray]") that are not markup.
+    # escaped: a message's own brackets (pip install "essence-transfer[photos]") are text, not markup
     _stderr_console().print(f"[bold red]Error:[/] {escape(str(exc))}", markup=True, soft_wrap=True)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    _stderr_console().print(f"[yellow]Warning:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    _stderr_console().print(f"[yellow]Warning:[/] {escape(str(message))}", soft_wrap=True)
 
 
 class EssenceGroup(TyperGroup):
@@ -87,7 +89,9 @@ def build_app() -> typer.Typer:
     from essence.commands.components import doctor_command, info_command, list_command, plugins_command
     from essence.commands.evaluate import eval_command
     from essence.commands.interop import import_app
+    from essence.commands.invert import align_command, invert_command
     from essence.commands.run import run_command
+    from essence.commands.ui import ui_command
     from essence.commands.weights import weights_app
 
     app.command("list")(list_command)
@@ -99,11 +103,14 @@ def build_app() -> typer.Typer:
     app.command("batch")(batch_command)
     app.command("apply")(apply_command)
     app.command("sweep")(sweep_command)
+    app.command("align")(align_command)
+    app.command("invert")(invert_command)
     app.add_typer(import_app(), name="import")
     app.command("blend")(blend_command)
     app.command("eval")(eval_command)
     app.command("compare")(compare_command)
     app.add_typer(weights_app(), name="weights")
+    app.command("ui")(ui_command)
 
     from essence.core.errors import PluginLoadWarning
     from essence.core.plugins import get_host

@@ -30,6 +30,8 @@ class TinyGenerator(nn.Module, essence.Generator):
 
     resolution = 16
     num_ws = 4
+    #: Photos go through the projector at a test size (no LPIPS, few steps), never a download.
+    default_inverter = "tiny-projector"
 
     #: How many were built: tests use it to prove a bad input failed before any model was built.
     built = 0
@@ -136,6 +138,21 @@ def register_generators(register):
 @essence.hookimpl
 def register_encoders(register):
     register("tiny-enc", TinyEncoder, config=TinyEncoderConfig, description="Test double of CLIP.", tiny={})
+
+
+def tiny_projector(config):
+    """The real projector at a test size: pixel MSE only, few steps."""
+    return essence.get_registry().get("inverter", "projector").factory(config)
+
+
+@essence.hookimpl
+def register_inverters(register):
+    from essence.plugins.inverters.projector import ProjectorConfig
+
+    register(
+        "tiny-projector", tiny_projector, config=ProjectorConfig,
+        defaults={"steps": 25, "perceptual": "none", "w_avg_samples": 256, "device": "cpu"}, tiny={},
+    )
 
 
 def install() -> None:

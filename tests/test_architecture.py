@@ -25,6 +25,7 @@ LAYERS = {
     "method": 2,
     "workflows": 3,
     "commands": 4,
+    "ui": 4,  # the web page: beside the commands, called by commands/ui.py
     "cli": 5,
     "__main__": 6,
 }

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import essence
-from essence.method.figures import contact_sheet, loss_plot
+from essence.method.figures import contact_sheet, loss_figure, loss_plot
 from essence.method.rundir import ensure_writable_dir
 from essence.core.errors import EssenceError
 
@@ -112,9 +112,20 @@ def test_contact_sheet_layout():
 
 def test_loss_plot_draws_each_series():
     img = loss_plot({"loss": [3.0, 2.0, 1.0], "nan": [float("nan")] * 3}, size=(300, 200))
-    assert img.size == (300, 200)
-    colours = {c for _, c in img.getcolors(10000)}
-    assert (31, 119, 180) in colours
+    assert img.size == (300, 200) and img.mode == "RGB"
+    colours = {c for _, c in img.getcolors(100000)}
+    assert (31, 119, 180) in colours  # matplotlib's first series colour: the line is drawn
+
+
+def test_loss_figure_has_real_axes_ticks_and_a_legend():
+    fig = loss_figure({"loss": [3.0, 2.0, float("inf"), 1.0], "transfer": [1.0, 0.9, 0.8, 0.7]}, title="restart 0")
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    assert ax.get_xlabel() == "step" and ax.get_title() == "restart 0"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "transfer"]
+    assert any(t.get_text() for t in ax.get_yticklabels()) and any(t.get_text() for t in ax.get_xticklabels())
+    low, high = ax.get_ylim()
+    assert low <= 0.7 and 3.0 <= high < 10  # the inf left a gap, not an infinite scale
 
 
 def test_unwritable_output_folder_is_refused(tmp_path):

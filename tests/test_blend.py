@@ -49,13 +49,14 @@ def test_stylegan_blend_averages_the_latents(target_file, target_latent, tmp_pat
 
 def test_stylegan_blend_inverts_an_image_target(doubles, target_file, tmp_path):
     out = tmp_path / "sg"
-    result = blend("stylegan", out, "-t", target_file, "--set", "inversion.steps=25", "--set", "inversion.lr=0.1")
+    steps = ["--set", "inversion.inverter.config.steps=30", "--set", "inversion.inverter.config.lr=0.2"]
+    result = blend("stylegan", out, "-t", target_file, *steps)
     assert result.exit_code == 0, result.output
     with open(out / "trace.csv") as fh:
         losses = [float(r["loss"]) for r in csv.DictReader(fh)]
-    assert len(losses) == 25 and min(losses) < losses[0]
+    assert len(losses) == 30 and losses[-1] < losses[0]  # the generator's default inverter (the doubles': a projector)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["inversion"]["loss"] == pytest.approx(min(losses))
+    assert metrics["inversion"] == {"aligner": "resize", "inverter": "tiny-projector", "final_loss": pytest.approx(losses[-1])}
     w_t = essence.load_latents(out / "target_latent.safetensors")
     ws = essence.load_latents(out / "sources.safetensors")
     assert torch.allclose(essence.load_latents(out / "results.safetensors"), (ws + w_t) / 2, atol=1e-6)
@@ -109,7 +110,8 @@ BAD = {
     "two target latents": (_two_latents, "holds 2 latents; give one"),
     "target latent of another generator": (_wrong_shape, "has shape (1, 18, 512), but the generator needs (N, 4, 8)"),
     "unknown setting": (["-t", "T", "--set", "wieght=0.3"], "unknown field 'wieght' (did you mean 'weight'?)"),
-    "bad inversion setting": (["-t", "T", "--set", "inversion.pixel=0", "--set", "inversion.embedding=0"], "non-zero pixel or embedding"),
+    "bad inversion setting": (["-m", "stylegan", "-t", "T", "--set", "inversion.inverter.config.pixel=0"], "the projector needs a loss"),
+    "unknown inverter": (["-m", "stylegan", "-t", "T", "--set", "inversion.inverter=tiny-projektor"], "Unknown inverter 'tiny-projektor'. Did you mean 'tiny-projector'"),
     "unknown encoder": (["-t", "T", "-e", "tiny-enk"], "Did you mean 'tiny-enc'?"),
     "bad target file": (["-t", "missing.png"], "Image file not found"),
 }

@@ -21,7 +21,7 @@ def invoke(*args):
 def compare(target, out, *extra):
     return invoke(
         "compare", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target, "--sources", 3, "--steps", 8, "--heldout", 3,
-        "--set", "blend.steps=5", "--set", "blend.inversion.steps=5", "-o", out, *extra,
+        "--set", "blend.steps=5", "--set", "blend.inversion.inverter.config.steps=5", "-o", out, *extra,
     )
 
 

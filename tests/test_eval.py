@@ -97,7 +97,7 @@ def test_heldout_sources_from_a_latent_file(doubles, target_file, tmp_path):
 
 def test_blends_are_judged_by_re_applying_them(doubles, target_file, tmp_path):
     common = ["-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--sources", 2, "--heldout", 3, "-q"]
-    assert invoke("blend", "-m", "stylegan", *common, "--set", "inversion.steps=5", "-o", tmp_path / "sg").exit_code == 0
+    assert invoke("blend", "-m", "stylegan", *common, "--set", "inversion.inverter.config.steps=5", "-o", tmp_path / "sg").exit_code == 0
     assert invoke("blend", "-m", "clip", *common, "--steps", 5, "-o", tmp_path / "cb").exit_code == 0
     report = json.loads(invoke("eval", tmp_path / "sg", tmp_path / "cb", "--json").stdout)
     assert [r["method"] for r in report["runs"]] == ["stylegan-blend", "clip-blend"]

@@ -17,11 +17,12 @@ def test_quality_benchmark_scores_every_method(tmp_path, capsys, monkeypatch):
     import quality
 
     out = tmp_path / "quality.json"
-    args = ["--targets", "2", "--ood-targets", "1", "--heldout", "3", "--steps", "3", "--invert-steps", "3"]
+    args = ["--targets", "2", "--ood-targets", "1", "--heldout", "3", "--steps", "3"]
     assert quality.main([*args, "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["summary"]) == {f"{s}/{m}" for s in ("clean", "sketch") for m in quality.METHODS}
-    assert len(result["rows"]) == 3 * len(quality.METHODS)
+    expected = {f"{s}/{m}" for s in ("clean", "sketch") for m in quality.METHODS}
+    assert set(result["summary"]) == expected - {f"sketch/{m}" for m in quality.IN_DOMAIN_ONLY}
+    assert len(result["rows"]) == 3 * len(quality.METHODS) - len(quality.IN_DOMAIN_ONLY)  # 2 clean, 1 sketch target
     sources = result["summary"]["clean/sources"]
     assert sources["identity_px"] == 0.0  # the unedited sources are their own identity reference
     for row in result["rows"]:

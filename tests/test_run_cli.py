@@ -123,6 +123,9 @@ BAD_INPUTS = {
     "missing latent file": (lambda p: ["--sources", p / "nope.pt"], "Sources latent file not found", False),
     "latent file of another generator": (_wrong_latents, "has shape (2, 5, 8), but the generator needs (N, 4, 8)", True),
     "unwritable output folder": (lambda p: ["--out", p / "target.png" / "run"], "Cannot write to output folder", False),
+    "init target with restarts": (lambda p: ["--init", "target", "--restarts", "2"], "init 'target' is one start", False),
+    "unknown inverter": (lambda p: ["--init", "target", "--set", "inversion.inverter=e4f"], "Unknown inverter 'e4f'", False),
+    "unknown aligner": (lambda p: ["--sources", p / "target.png", "--set", "inversion.aligner=dlib"], "Unknown aligner 'dlib'", False),
 }
 
 

@@ -10,20 +10,31 @@ import typer
 from essence.core.errors import EssenceError
 
 
-def sources_option(sources: Optional[str], latents: Optional[Path] = None) -> dict[str, Any] | None:
-    """``--sources N|FILE`` (as ``essence run``) and ``--latents FILE`` -> the ``sources`` settings."""
-    if sources is not None and latents is not None:
-        raise EssenceError("Give either --sources (a count or a latent file) or --latents FILE, not both.")
+def sources_option(
+    sources: Optional[list[str]], latents: Optional[Path] = None, photos: Optional[list[str]] = None
+) -> dict[str, Any] | None:
+    """``--sources N|FILE|PHOTO...`` (and more photos as arguments) and ``--latents FILE`` -> the ``sources``
+    settings: a count, a latent file, or photos to align and invert."""
+    from essence.method.photos import is_image_file
+
+    values = [v.strip() for v in [*(sources or []), *(photos or [])] if v.strip()]
+    if values and latents is not None:
+        raise EssenceError("Give either --sources (a count, a latent file or photos) or --latents FILE, not both.")
     if latents is not None:
         return {"latents": str(latents)}
-    if sources is None:
+    if not values:
         return None
-    text = sources.strip()
-    if text.isdigit():
-        if int(text) < 1:
+    if len(values) == 1 and values[0].isdigit():
+        if int(values[0]) < 1:
             raise EssenceError("--sources: give at least 1 source.")
-        return {"count": int(text), "latents": None}
-    return {"latents": text}
+        return {"count": int(values[0]), "latents": None}
+    if all(is_image_file(v) for v in values):
+        return {"photos": values, "latents": None}
+    if len(values) == 1:
+        return {"latents": values[0]}
+    raise EssenceError(
+        f"--sources {' '.join(values)}: give a number, one latent file, or photos (.png, .jpg ...), not a mix."
+    )
 
 
 def _apply(
@@ -32,8 +43,9 @@ def _apply(
     alphas: list[float],
     direction: str,
     generator: Optional[str],
-    sources: Optional[str],
+    sources: Optional[list[str]],
     latents: Optional[Path],
+    photos: Optional[list[str]],
     seed: Optional[int],
     truncation: Optional[float],
     out: Optional[Path],
@@ -44,9 +56,10 @@ def _apply(
     overwrite: bool,
     quiet: bool,
 ) -> None:
+    from essence.commands.progress import StageProgress
     from essence.workflows.apply import build_apply_config, execute_apply
 
-    src = sources_option(sources, latents) or {}
+    src = sources_option(sources, latents, photos) or {}
     if truncation is not None:
         src["truncation"] = truncation
     options: dict[str, Any] = {
@@ -61,7 +74,11 @@ def _apply(
         "chunk": chunk,
     }
     config = build_apply_config({k: v for k, v in options.items() if v is not None}, sets or ())
-    outcome = execute_apply(config, overwrite=overwrite, command=command)
+    display = StageProgress(quiet)
+    try:
+        outcome = execute_apply(config, overwrite=overwrite, command=command, progress=display.stage("inversion"))
+    finally:
+        display.stop()
     if not quiet:
         alphas_text = ", ".join(f"{a:g}" for a in config.alphas)
         typer.echo(
@@ -72,7 +89,12 @@ def _apply(
 
 _DIRECTION = typer.Option(..., "--direction", "-d", help="A direction file (ours or TargetCLIP's .npy) or a run folder.")
 _GENERATOR = typer.Option(None, "--generator", "-g", help="Generator (default: the one the direction was made for).")
-_SOURCES = typer.Option(None, "--sources", help="A number of random sources (default 6), or a latent file.")
+_SOURCES = typer.Option(
+    None, "--sources", help="A number of random sources (default 6), a latent file, or photos (aligned and inverted)."
+)
+_PHOTOS = typer.Argument(
+    None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
+)
 _LATENTS = typer.Option(None, "--latents", help="A latent file of sources (N, num_ws, w_dim) or (num_ws, w_dim).")
 _SEED = typer.Option(None, "--seed", help="Seed of the random sources (as `essence run --seed`; default 0).")
 _TRUNCATION = typer.Option(None, "--truncation", help="Truncation psi of random sources (default 0.7, as runs).")
@@ -89,7 +111,7 @@ def apply_command(
     direction: str = _DIRECTION,
     alpha: str = typer.Option("0,1", "--alpha", "-a", help="Strengths, comma-separated: G(w + alpha b); 0 is the source."),
     generator: Optional[str] = _GENERATOR,
-    sources: Optional[str] = _SOURCES,
+    sources: Optional[list[str]] = _SOURCES,
     latents: Optional[Path] = _LATENTS,
     seed: Optional[int] = _SEED,
     truncation: Optional[float] = _TRUNCATION,
@@ -100,13 +122,14 @@ def apply_command(
     sets: Optional[list[str]] = _SETS,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    photos: Optional[list[str]] = _PHOTOS,
 ) -> None:
     """Apply a direction to sources: a grid with one row per source and one column per alpha."""
     from essence.workflows.apply import parse_alphas
 
     _apply(
         command="apply", alphas=parse_alphas(alpha), direction=direction, generator=generator, sources=sources,
-        latents=latents, seed=seed, truncation=truncation, out=out, tile=tile, device=device, chunk=chunk,
+        latents=latents, photos=photos, seed=seed, truncation=truncation, out=out, tile=tile, device=device, chunk=chunk,
         sets=sets, overwrite=overwrite, quiet=quiet,
     )
 
@@ -117,7 +140,7 @@ def sweep_command(
         "0:1.5:0.25", "--alpha-range", "-r", help="START:STOP:STEP, STOP included (0:1.5:0.25 is 7 columns)."
     ),
     generator: Optional[str] = _GENERATOR,
-    sources: Optional[str] = _SOURCES,
+    sources: Optional[list[str]] = _SOURCES,
     latents: Optional[Path] = _LATENTS,
     seed: Optional[int] = _SEED,
     truncation: Optional[float] = _TRUNCATION,
@@ -128,12 +151,13 @@ def sweep_command(
     sets: Optional[list[str]] = _SETS,
     overwrite: bool = _OVERWRITE,
     quiet: bool = _QUIET,
+    photos: Optional[list[str]] = _PHOTOS,
 ) -> None:
     """Sweep a direction's strength: like apply, with evenly spaced alphas."""
     from essence.workflows.apply import alpha_range as parse_range
 
     _apply(
         command="sweep", alphas=parse_range(alpha_range), direction=direction, generator=generator, sources=sources,
-        latents=latents, seed=seed, truncation=truncation, out=out, tile=tile, device=device, chunk=chunk,
+        latents=latents, photos=photos, seed=seed, truncation=truncation, out=out, tile=tile, device=device, chunk=chunk,
         sets=sets, overwrite=overwrite, quiet=quiet,
     )

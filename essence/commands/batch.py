@@ -73,7 +73,7 @@ def batch_command(
     encoder: Optional[str] = ENCODER,
     preset: Optional[str] = PRESET,
     steps: Optional[int] = STEPS,
-    sources: Optional[str] = SOURCES,
+    sources: Optional[list[str]] = SOURCES,
     seed: Optional[int] = SEED,
     config: Optional[Path] = CONFIG,
     sets: Optional[list[str]] = SETS,

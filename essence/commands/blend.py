@@ -32,7 +32,7 @@ def blend_command(
     ),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A blend config file (.toml or .json)."),
     sets: Optional[list[str]] = typer.Option(
-        None, "--set", "-s", help="Override any setting: --set inversion.steps=300 (dotted keys, JSON values)."
+        None, "--set", "-s", help="Override any setting: --set inversion.inverter=projector (dotted keys, JSON values)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier run in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
@@ -43,7 +43,8 @@ def blend_command(
 
     if method == "stylegan" and (steps is not None or lr is not None):
         raise EssenceError(
-            "--steps and --lr are for --method clip; the inversion's are --set inversion.steps=N / inversion.lr=X."
+            "--steps and --lr are for --method clip; the target's inversion takes --set inversion.inverter=NAME "
+            "and --set inversion.inverter.config.steps=N."
         )
     options: dict[str, Any] = {
         "method": method,
@@ -51,7 +52,7 @@ def blend_command(
         "encoder": {"name": encoder} if encoder else None,
         "target": list(target) if target else None,
         "target_latent": str(target_latent) if target_latent is not None else None,
-        "sources": sources_option(sources),
+        "sources": sources_option([sources] if sources is not None else None),
         "seed": seed,
         "weight": weight,
         "steps": steps,

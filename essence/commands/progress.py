@@ -53,6 +53,10 @@ class StageProgress:
     def update(self, stage: str, step: int, steps: int, loss: float) -> None:
         self.advance(stage, step + 1, steps, f"loss {loss:.4f}")
 
+    def stage(self, stage: str) -> Any:
+        """``progress(step, steps, loss)`` for one stage (an optimising inverter's callback)."""
+        return lambda step, steps, loss: self.update(stage, step, steps, loss)
+
     def note(self, message: str) -> None:
         if self.quiet:
             return

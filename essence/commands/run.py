@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 
+from essence.commands.apply import sources_option
 from essence.commands.progress import RunProgress
 from essence.core.errors import EssenceError
 
@@ -22,11 +23,15 @@ GENERATOR = typer.Option(None, "--generator", "-g", help="Generator name (essenc
 ENCODER = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders).")
 PRESET = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip.")
 STEPS = typer.Option(None, "--steps", help="Optimisation steps per restart.")
-SOURCES = typer.Option(None, "--sources", help="A number of random sources, or a latent file (N, num_ws, w_dim).")
+SOURCES = typer.Option(
+    None, "--sources", help="A number of random sources, a latent file (N, num_ws, w_dim), or photos (aligned and inverted)."
+)
 SEED = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init.")
 CONFIG = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json).")
 SETS = typer.Option(None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values).")
-INIT = typer.Option(None, "--init", help="random, zeros or a latent file.")
+INIT = typer.Option(
+    None, "--init", help="random, zeros, target (start at the inverted target: in-domain targets) or a latent file."
+)
 RESTARTS = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out.")
 HELDOUT = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off).")
 DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ...")
@@ -53,9 +58,7 @@ def settings_layer(**options: Any) -> dict[str, Any]:
         "compile": options.get("compile"),
         "checkpoint_every": options.get("checkpoint_every"),
     }
-    sources = options.get("sources")
-    if sources is not None:
-        layer["sources"] = {"count": int(sources), "latents": None} if sources.strip().isdigit() else {"latents": sources}
+    layer["sources"] = sources_option(options.get("sources"), photos=options.get("photos"))
     return {k: v for k, v in layer.items() if v is not None}
 
 
@@ -73,7 +76,7 @@ def run_command(
     ),
     preset: Optional[str] = PRESET,
     steps: Optional[int] = STEPS,
-    sources: Optional[str] = SOURCES,
+    sources: Optional[list[str]] = SOURCES,
     seed: Optional[int] = SEED,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>)."),
     config: Optional[Path] = CONFIG,
@@ -89,6 +92,9 @@ def run_command(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+    photos: Optional[list[str]] = typer.Argument(
+        None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
+    ),
 ) -> None:
     """Find the essence direction of a target: one direction in W+ for every source.
 
@@ -100,7 +106,7 @@ def run_command(
     options = settings_layer(
         preset=preset, generator=generator, encoder=encoder, steps=steps, seed=seed, init=init, restarts=restarts,
         heldout=heldout, device=device, precision=precision, chunk=chunk, compile=compile,
-        checkpoint_every=checkpoint_every, sources=sources,
+        checkpoint_every=checkpoint_every, sources=sources, photos=photos,
     )
     targets = {
         "target": list(target) if target else None,
@@ -126,6 +132,7 @@ def run_command(
             on_start=display.start,
             notify=display.note,
             handle_sigint=True,
+            progress=display.stage("inversion"),
         )
     display.stop()
     display.summary(outcome)

@@ -14,7 +14,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -59,6 +59,17 @@ class ComponentSpec(Strict):
     @classmethod
     def shorthand(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+
+class ComponentChoice(Strict):
+    """A component by name, or None for the default the context picks, with overrides of its configuration."""
+
+    name: Union[str, None] = None
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return ComponentSpec.shorthand(value)
 
 
 # -- building --------------------------------------------------------------------------------------

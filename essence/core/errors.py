@@ -50,6 +50,14 @@ class MissingExtraError(EssenceError):
         needs = f" (needs {names})" if names else ""
         super().__init__(f"{what}{needs} is not installed: pip install \"essence-transfer[{extra}]\"")
 
+    @classmethod
+    def with_hint(cls, exc: MissingExtraError, hint: str) -> MissingExtraError:
+        """The same error with another way out added to its message."""
+        new = cls.__new__(cls)
+        EssenceError.__init__(new, f"{exc} ({hint}).")
+        new.extra = exc.extra
+        return new
+
 
 class PluginLoadWarning(UserWarning):
     """A plugin failed to import or to register; everything else keeps working."""

@@ -32,6 +32,10 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.generators.stylegan2",
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",
+    "essence.plugins.aligners",
+    "essence.plugins.aligners.ffhq",
+    "essence.plugins.inverters.projector",
+    "essence.plugins.inverters.e4e",
     "essence.plugins.toy",
 )
 

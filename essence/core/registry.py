@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from essence.core.config import ComponentConfig, EmptyConfig, describe_fields, validate_config
-from essence.core.errors import DuplicateNameError, EssenceError, UnknownComponentError
+from essence.core.errors import DuplicateNameError, EssenceError, MissingExtraError, UnknownComponentError
 from essence.core.plugins import PluginHost, get_host
 
 #: kind -> the hook that registers it.
@@ -51,6 +51,21 @@ class Registration:
     description: str = ""
     #: Config overrides that build a tiny instance with no weights and no network (contract tests).
     tiny: Mapping[str, Any] | None = None
+    #: Modules it needs beyond essence's own dependencies, and the extra that installs them.
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def missing(self) -> list[str]:
+        """The modules of ``requires`` that are not installed (found without importing them)."""
+        import importlib.util
+
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def ensure_available(self) -> None:
+        """Raise MissingExtraError, saying what to install, when a required module is missing."""
+        missing = self.missing()
+        if missing:
+            raise MissingExtraError(f"The {self.kind} {self.name!r}", self.extra or self.name, missing)
 
     def validate(self, **config: Any) -> ComponentConfig:
         hint = f"Run `essence info {self.kind} {self.name}` to see its options."
@@ -58,7 +73,9 @@ class Registration:
         return validate_config(self.config, {**self.defaults, **config}, what, hint)
 
     def build(self, **config: Any) -> Any:
-        return self.factory(self.validate(**config))
+        validated = self.validate(**config)
+        self.ensure_available()
+        return self.factory(validated)
 
     def build_tiny(self) -> Any:
         return self.build(**(self.tiny or {}))
@@ -116,6 +133,8 @@ class Registry:
             aliases: tuple[str, ...] | list[str] = (),
             description: str = "",
             tiny: Mapping[str, Any] | None = None,
+            requires: tuple[str, ...] | list[str] = (),
+            extra: str | None = None,
         ) -> None:
             if not description:
                 doc = (getattr(factory, "__doc__", None) or "").strip()
@@ -131,6 +150,8 @@ class Registry:
                     aliases=tuple(aliases),
                     description=description,
                     tiny=dict(tiny) if tiny is not None else None,
+                    requires=tuple(requires),
+                    extra=extra,
                 )
             )
 

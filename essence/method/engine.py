@@ -713,6 +713,8 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
         return generator.sample_ws(1, seed=seed, truncation=config.init.truncation)[0], seed
     if isinstance(init, str) and init == "zeros":
         return torch.zeros(generator.num_ws, generator.w_dim, device=generator.device), None
+    if isinstance(init, str) and init == "target":
+        raise EssenceError("init 'target' starts b at the inverted target: `essence run` inverts it; here, pass its latent as init.")
     if isinstance(init, (str, os.PathLike)):
         init = load_latents(init, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Init latent file")
     if not isinstance(init, torch.Tensor):
@@ -913,11 +915,11 @@ def optimize_together(optimizers: Sequence[TransferOptimizer]) -> list[TransferR
             o.status, o.message = "running", ""  # run() again continues
     try:
         while True:
-            if any(o.stop_requested for o in optimizers):
-                raise KeyboardInterrupt
             pairs = [(o, s) for o in optimizers if o.status == "running" and (s := o.current_search()) is not None]
             if not pairs:
                 break
+            if any(o.stop_requested for o in optimizers):  # after the searches exist: a stop at step 0 keeps b's start
+                raise KeyboardInterrupt
             started = time.perf_counter()
             records = step_together(first.renderer, [s for _, s in pairs])
             seconds = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """Figures of a run folder: the contact sheet and Figure 1 (one layout), the apply grid, the loss plot.
 
-Drawn with PIL, so a run folder needs no plotting library.
+Sheets and grids are pasted with PIL; the loss plot is drawn by matplotlib (imported only when a plot is made).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from PIL import Image, ImageDraw
 
 LABEL_HEIGHT = 14
@@ -155,60 +156,44 @@ def comparison_figure(
     return sheet([top, *(SheetRow(images, label) for label, images in rows)], tile=tile, gap=gap)
 
 
-_SERIES_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75))
+def loss_figure(
+    series: Mapping[str, Sequence[float]], *, size: tuple[int, int] = (720, 420), title: str = "loss"
+) -> Figure:
+    """A matplotlib figure of each series against the step: axes with tick labels, a grid and a legend.
+
+    Built on matplotlib's object API (no pyplot), so it is safe to draw from any thread (the web UI does).
+    Non-finite values leave gaps instead of spoiling the scale.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(size[0] / 100, size[1] / 100), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for name, values in series.items():
+        ax.plot(range(len(values)), [v if math.isfinite(v) else math.nan for v in values], label=name, linewidth=1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
+    ax.set_xlabel("step")
+    ax.set_ylabel("value")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if series:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def loss_plot(
     series: Mapping[str, Sequence[float]], *, size: tuple[int, int] = (720, 420), title: str = "loss"
 ) -> Image.Image:
-    """A line plot of each series against the step, with axes, ticks and a legend."""
-    from PIL import Image, ImageDraw
+    """:func:`loss_figure` drawn into an RGB image of ``size`` pixels (matplotlib's Agg backend)."""
+    import numpy as np
+    from PIL import Image
 
-    w, h = size
-    left, right, top, bottom = 64, 16, 28, 40
-    img = Image.new("RGB", size, (255, 255, 255))
-    draw = ImageDraw.Draw(img)
-    finite = [v for vals in series.values() for v in vals if math.isfinite(v)]
-    steps = max((len(v) for v in series.values()), default=0)
-    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
-    if hi - lo < 1e-12:
-        lo, hi = lo - 0.5, hi + 0.5
-    pad = 0.05 * (hi - lo)
-    lo, hi = lo - pad, hi + pad
-    pw, ph = w - left - right, h - top - bottom
-
-    def xy(i: int, v: float) -> tuple[float, float]:
-        x = left + (i / max(steps - 1, 1)) * pw
-        y = top + (1 - (v - lo) / (hi - lo)) * ph
-        return x, y
-
-    draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
-    for k in range(6):
-        v = lo + (hi - lo) * k / 5
-        _, y = xy(0, v)
-        draw.line([left - 4, y, left, y], fill=(0, 0, 0))
-        draw.line([left + 1, y, left + pw - 1, y], fill=(235, 235, 235))
-        draw.text((4, y - 6), f"{v:.3g}", fill=(0, 0, 0))
-    for k in range(6):
-        i = round((steps - 1) * k / 5) if steps > 1 else 0
-        x, _ = xy(i, lo)
-        draw.line([x, top + ph, x, top + ph + 4], fill=(0, 0, 0))
-        draw.text((x - 8, top + ph + 8), str(i), fill=(0, 0, 0))
-    draw.text((left + pw // 2 - 12, h - 16), "step", fill=(0, 0, 0))
-    draw.text((left, 8), title, fill=(0, 0, 0))
-    for n, (name, vals) in enumerate(series.items()):
-        colour = _SERIES_COLOURS[n % len(_SERIES_COLOURS)]
-        points = [xy(i, v) for i, v in enumerate(vals) if math.isfinite(v)]
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        elif points:
-            x, y = points[0]
-            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        lx = left + pw - 150
-        ly = top + 8 + 14 * n
-        draw.line([lx, ly + 6, lx + 20, ly + 6], fill=colour, width=2)
-        draw.text((lx + 26, ly), name, fill=(0, 0, 0))
-    return img
+    fig = loss_figure(series, size=size, title=title)
+    fig.canvas.draw()
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
 
 
 def image_grid(rows: Sequence[Sequence[Image.Image]], tile: int) -> Image.Image:

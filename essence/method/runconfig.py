@@ -19,6 +19,7 @@ from pydantic import Field, field_validator, model_validator
 
 from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
 from essence.core.errors import ConfigError, did_you_mean
+from essence.method.photos import InversionSettings
 
 
 class DerivedSeeds:
@@ -38,11 +39,22 @@ class SourcesConfig(Strict):
     seed: Union[int, None] = Field(None, description="Seed of the random sources; default: the run's seed.")
     truncation: float = Field(0.7, description="Truncation psi of random sources, as the official code.")
     latents: Union[str, None] = Field(None, description="A latent file (N, num_ws, w_dim): all its rows are used.")
+    photos: list[str] = Field(
+        default_factory=list, description="Photos, aligned and inverted into the sources (the `inversion` settings)."
+    )
+
+    @model_validator(mode="after")
+    def _latents_or_photos(self) -> SourcesConfig:
+        if self.latents and self.photos:
+            raise ValueError("give source photos or a latent file, not both")
+        return self
 
 
 class InitConfig(Strict):
-    mode: Literal["random", "zeros", "file"] = Field(
-        "random", description="random: a truncated random latent, as the official code; zeros; file: `path`."
+    mode: Literal["random", "zeros", "file", "target"] = Field(
+        "random",
+        description="random: a truncated random latent, as the official code; zeros; file: `path`; target: the "
+        "inverted target (in-domain targets).",
     )
     path: Union[str, None] = None
     seed: Union[int, None] = Field(None, description="Seed of a random init; default: seed + 2000000 + restart.")
@@ -53,7 +65,8 @@ class InitConfig(Strict):
         """``"random"``, ``"zeros"`` or a latent file's path."""
         if not isinstance(value, str):
             return value
-        return {"mode": value, "path": None} if value in ("random", "zeros") else {"mode": "file", "path": value}
+        named = value in ("random", "zeros", "target")
+        return {"mode": value, "path": None} if named else {"mode": "file", "path": value}
 
     @model_validator(mode="after")
     def _path_iff_file(self) -> InitConfig:
@@ -111,6 +124,9 @@ class RunConfig(DerivedSeeds, Strict):
     )
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     init: InitConfig = Field(default_factory=InitConfig)
+    inversion: InversionSettings = Field(
+        default_factory=InversionSettings, description="How source photos and an init target become latents."
+    )
     steps: int = Field(1000, ge=1)
     lr: float = Field(0.2, ge=0)
     lr_schedule: Literal["ramp", "constant"] = Field(

@@ -19,10 +19,10 @@ from essence.core.errors import EssenceError
 RUNS_ROOT = Path("essence-runs")
 
 
-def default_out(stem: str, kind: str | None = None) -> Path:
-    """``essence-runs/[<kind>-]<stem>-<time>``, with a ``-2``, ``-3`` ... suffix when that exists."""
+def default_out(stem: str, kind: str | None = None, root: str | os.PathLike[str] = RUNS_ROOT) -> Path:
+    """``<root>/[<kind>-]<stem>-<time>`` (root: ``essence-runs``), with a ``-2``, ``-3`` ... suffix when that exists."""
     name = f"{kind}-{stem}" if kind else stem
-    base = RUNS_ROOT / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    base = Path(root) / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 2
     while out.exists():
         out, k = base.with_name(f"{base.name}-{k}"), k + 1

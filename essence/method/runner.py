@@ -25,6 +25,7 @@ from essence.core.images import save_image
 from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
+from essence.method.photos import check_inversion_settings, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 from essence.method.runconfig import RunConfig, validate_run_config
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 CHECKPOINT = "checkpoint.pt"
 #: Files a run folder holds; --overwrite removes them (and images/) first.
+#: Written only when photos are inverted: the source latents, and b's start for ``init = "target"``.
+PHOTO_FILES = ("sources.safetensors", "init.safetensors")
 RUN_FILES = (
     "direction.safetensors",
     "config.json",
@@ -41,6 +44,7 @@ RUN_FILES = (
     "sheet.png",
     "heldout_sheet.png",
     "loss.png",
+    *PHOTO_FILES,
     CHECKPOINT,
 )
 
@@ -92,6 +96,10 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     enc_reg = registry.get("encoder", config.encoder.name)
     for name, spec in config.loss_weights().items():
         registry.get("loss", name).validate(**spec.config)
+    if config.init.mode == "target" and config.restarts > 1:
+        raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
+    if config.sources.photos or config.init.mode == "target":
+        check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
@@ -127,6 +135,30 @@ def build_components(p: Prepared) -> tuple[Any, Any]:
     encoder = registry.create("encoder", p.config.encoder.name, **p.encoder_config)
     check_latent_files(latent_files(p.config), generator)
     return generator, encoder
+
+
+def photo_inputs(
+    p: Prepared, generator: Any, notify: Callable[[str], None] | None, progress: Callable[..., None] | None
+) -> tuple[Any, Any]:
+    """Source photos and an init at the target, inverted (``sources.safetensors``, ``init.safetensors`` in the
+    run folder, for reuse); None for what the config draws itself."""
+    cfg, sources, init = p.config, None, None
+    jobs = []
+    if cfg.sources.photos:
+        jobs.append(("sources", list(cfg.sources.photos), "source photo"))
+    if cfg.init.mode == "target":
+        jobs.append(("init", [(cfg.target[0], p.targets[0])], "target"))
+    for role, photos, what in jobs:
+        if notify is not None:
+            notify(f"Inverting the {what}s ({len(photos)})..." if role == "sources" else "Inverting the target for init 'target'...")
+        inv = invert_photos(photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=progress, what=what)
+        inv.warn()
+        inv.save(p.out / f"{role}.safetensors", cfg.generator.name, role)
+        if role == "sources":
+            sources = inv.ws.to(generator.device)
+        else:
+            init = inv.ws[0].to(generator.device)
+    return sources, init
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -165,16 +197,23 @@ def execute_run(
     on_start: Callable[[RunConfig, int], None] | None = None,
     notify: Callable[[str], None] | None = None,
     handle_sigint: bool = False,
+    on_engine: Callable[[TransferOptimizer], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> RunOutcome:
     """Run ``config`` end to end and write its run folder; returns where, the result and the metrics.
 
     ``on_start(config, steps_done)`` is called once the components are built; ``callback`` after every
-    step; ``notify`` receives one-line status messages.
+    step; ``notify`` receives one-line status messages. ``on_engine(engine)`` gets the engine before its
+    first step: another thread may set ``engine.stop_requested`` to stop as Ctrl-C does (the web UI's Stop).
+    ``progress(step, steps, loss)`` follows an optimising inverter (source photos, ``init = "target"``).
     """
     cfg = validate_run_config(config)
     p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
     generator, encoder = build_components(p)
-    return _drive(start_run(p, generator, encoder, callback), on_start, notify, handle_sigint)
+    run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
+    if on_engine is not None:
+        on_engine(run.engine)
+    return _drive(run, on_start, notify, handle_sigint)
 
 
 def resume_run(
@@ -263,11 +302,20 @@ class ActiveRun:
 
 
 def start_run(
-    p: Prepared, generator: Any, encoder: Any, callback: Callable[[StepEvent], None] | None = None
+    p: Prepared,
+    generator: Any,
+    encoder: Any,
+    callback: Callable[[StepEvent], None] | None = None,
+    *,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> ActiveRun:
-    """A new run with built components: its config.json is written, its targets embedded."""
+    """A new run with built components: its config.json is written, its photos inverted, its targets embedded."""
     write_json(p.out / "config.json", p.config.model_dump(mode="json"))
-    engine = TransferOptimizer(generator, encoder, p.targets, config=p.config, texts=p.config.target_text)
+    sources, init = photo_inputs(p, generator, notify, progress)
+    engine = TransferOptimizer(
+        generator, encoder, p.targets, sources, config=p.config, init=init, texts=p.config.target_text
+    )
     return ActiveRun(p, engine, generator, encoder, callback=callback)
 
 
@@ -276,12 +324,18 @@ def continue_run(
 ) -> ActiveRun:
     """An interrupted run with built components, at the state of its checkpoint."""
     inputs = state["inputs"]
+    init = None
+    if p.config.init.mode == "target":
+        from essence.method.artifacts import load_latents
+
+        init = load_latents(p.out / "init.safetensors", what="The inverted target")[0].to(generator.device)
     engine = TransferOptimizer(
         generator,
         encoder,
         inputs["target"].to(generator.device),
         inputs["sources"].to(generator.device),
         config=p.config,
+        init=init,
         heldout=0 if inputs["heldout"] is None else inputs["heldout"].to(generator.device),
     )
     engine.load_state_dict(state["engine"])
@@ -381,6 +435,7 @@ def write_run_folder(
     )
     save_image(plot, out / "loss.png")
     files = ["config.json", "direction.safetensors", "trace.csv", "metrics.json", "loss.png"]
+    files += [f for f in ("sources.safetensors", "init.safetensors") if (out / f).exists()]
     if images:
         files += write_images(p, engine, result)
     if (out / CHECKPOINT).exists():

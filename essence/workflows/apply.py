@@ -9,36 +9,30 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge
+from essence.core.config import ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
+from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
 from essence.method.runconfig import SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
 if TYPE_CHECKING:
     from essence.method.artifacts import Direction
 
-APPLY_FILES = ("grid.png", "apply.json")
+APPLY_FILES = ("grid.png", "apply.json", "sources.safetensors")
 #: At most this many columns: a sweep is a picture, not a data set.
 MAX_ALPHAS = 64
 
 
-class GeneratorChoice(Strict):
-    """A generator by name (None: the one the direction was made for) and overrides of its configuration."""
-
-    name: Union[str, None] = None
-    config: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def shorthand(cls, value: Any) -> Any:
-        return ComponentSpec.shorthand(value)
+#: A generator by name (None: the one the direction was made for) and overrides of its configuration.
+GeneratorChoice = ComponentChoice
 
 
 class ApplyConfig(Strict):
@@ -47,6 +41,7 @@ class ApplyConfig(Strict):
     direction: str = Field(description="A direction file (ours, or a TargetCLIP .npy), or a run folder.")
     generator: GeneratorChoice = Field(default_factory=GeneratorChoice, description="Default: the direction's own.")
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    inversion: InversionSettings = Field(default_factory=InversionSettings, description="How source photos become latents.")
     seed: int = Field(0, description="Seed of random sources (sources.seed overrides it), as in `essence run`.")
     alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="Strengths: G(w + alpha b).")
     device: str = "auto"
@@ -172,8 +167,16 @@ class ApplyOutcome:
     record: dict[str, Any]
 
 
-def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str = "apply") -> ApplyOutcome:
-    """Render the grid and the images; every input is checked before the generator is built."""
+def execute_apply(
+    config: ApplyConfig,
+    *,
+    overwrite: bool = False,
+    command: str = "apply",
+    progress: Callable[[int, int, float], None] | None = None,
+) -> ApplyOutcome:
+    """Render the grid and the images; every input is checked before the generator is built. Source photos
+    are aligned and inverted (``progress(step, steps, loss)`` follows an optimising inverter) and their
+    latents kept as ``sources.safetensors``, for reuse."""
     from essence.core.files import write_json
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
@@ -185,6 +188,8 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
     spec = generator_spec_for(direction, config.generator)
     reg, gen_config = generator_config(spec, config.device)
     check_latent_files([(config.sources.latents, "Sources latent file")])
+    if config.sources.photos:
+        check_inversion_settings(config.inversion, reg, gen_config)
     stem = direction.metadata.get("target") or (
         direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
     )
@@ -194,13 +199,20 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
     generator = get_registry().create("generator", reg.name, **gen_config)
     direction.check_fits(generator, source=f"The direction {direction_path.name}")
     renderer = Renderer(generator, chunk=config.chunk)
-    ws = source_latents(generator, config.sources, config.sources_seed)
+    files, inversion = [], None
+    if config.sources.photos:
+        inv = invert_photos(config.sources.photos, generator, reg.name, config.inversion, device=generator.device, progress=progress)
+        inv.warn()
+        inv.save(out / "sources.safetensors", reg.name, "sources")
+        ws, files = inv.ws, ["sources.safetensors"]
+        inversion = {"aligner": inv.aligner, "inverter": inv.inverter, "names": inv.names, "problems": inv.problems}
+    else:
+        ws = source_latents(generator, config.sources, config.sources_seed)
     b = direction.b.to(ws)
     tile = config.tile or min(int(generator.resolution), 256)
     (out / "images").mkdir(exist_ok=True)
     columns = [to_pil(renderer.images(ws + alpha * b[None])) for alpha in config.alphas]
     rows = [[columns[c][r] for c in range(len(config.alphas))] for r in range(ws.shape[0])]
-    files = []
     for r, row in enumerate(rows):
         for alpha, img in zip(config.alphas, row):
             name = f"images/source_{r:02d}_alpha_{alpha_label(alpha)}.png"
@@ -216,8 +228,9 @@ def execute_apply(config: ApplyConfig, *, overwrite: bool = False, command: str 
         "generator_weights_id": getattr(generator, "weights_id", "unknown"),
         "sources": {
             **config.sources.model_dump(mode="json"),
-            "seed": None if config.sources.latents else config.sources_seed,
+            "seed": None if config.sources.latents or config.sources.photos else config.sources_seed,
         },
+        "inversion": inversion,
         "alphas": list(config.alphas),
         "grid": {
             "file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile,

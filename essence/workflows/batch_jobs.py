@@ -5,7 +5,6 @@ with these, in this process or a process pool; :mod:`essence.workflows.batch_ray
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from essence.core.config import Strict
 from essence.core.errors import EssenceError
 from essence.core.files import write_atomic
 from essence.method.runconfig import RunConfig, validate_run_config
+from essence.method.runner import CHECKPOINT
 
 if TYPE_CHECKING:
     from essence.method.runner import Prepared
@@ -112,15 +112,15 @@ class JobSpec:
     """A job as a worker gets it: everything needed, picklable (for processes and Ray actors).
 
     ``folder``: write the run folder there (same machine); None: into a temporary folder whose files are
-    returned for the driver to write (a worker on another machine). ``checkpoint``: the bytes of the run's
-    ``checkpoint.pt`` when it resumes.
+    returned for the driver to write (a worker on another machine). ``files``: what such a worker needs of
+    the run folder to resume it (``checkpoint.pt``, and ``init.safetensors`` for ``init = "target"``).
     """
 
     name: str
     config: dict[str, Any]
     images: list[Any]  # PIL images
     folder: str | None = None
-    checkpoint: bytes | None = None
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,17 +131,19 @@ class JobResult:
     files: dict[str, bytes] | None = None  # relative path -> bytes, when the worker wrote a temporary folder
 
 
-def job_spec(job: Job, *, local: bool) -> JobSpec:
-    from essence.method.runner import CHECKPOINT
+#: The files of a run folder that a worker on another machine needs to resume it.
+RESUME_FILES = (CHECKPOINT, "init.safetensors")
 
+
+def job_spec(job: Job, *, local: bool) -> JobSpec:
     p = job.prepared
     assert p is not None
-    checkpoint = None
+    files = {}
     if job.state == "resume" and not local:
-        checkpoint = (job.out / CHECKPOINT).read_bytes()
+        files = {name: (job.out / name).read_bytes() for name in RESUME_FILES if (job.out / name).is_file()}
     return JobSpec(
         job.target.name, job.config.model_dump(mode="json"), list(p.targets),
-        folder=str(job.out) if local else None, checkpoint=checkpoint,
+        folder=str(job.out) if local else None, files=files,
     )
 
 
@@ -183,19 +185,17 @@ class Worker:
         import torch
 
         from essence.method.engine import optimize_together
-        from essence.method.runner import CHECKPOINT, continue_run, start_run
+        from essence.method.runner import continue_run, start_run
 
         with tempfile.TemporaryDirectory(prefix="essence-batch-") as tmp:
             runs = []
             for spec in specs:
                 folder = Path(spec.folder) if spec.folder else Path(tmp) / spec.name
                 folder.mkdir(parents=True, exist_ok=True)
+                write_returned_files(folder, spec.files)
                 p = self._prepared(spec, folder)
                 callback = _progress(spec, p, emit, report_every)
-                if spec.checkpoint is not None:
-                    state = torch.load(io.BytesIO(spec.checkpoint), map_location="cpu", weights_only=True)
-                    runs.append(continue_run(p, state, self.generator, self.encoder, callback))
-                elif (folder / CHECKPOINT).is_file():
+                if (folder / CHECKPOINT).is_file():
                     state = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
                     runs.append(continue_run(p, state, self.generator, self.encoder, callback))
                 else:
@@ -214,8 +214,6 @@ class Worker:
 def _progress(spec: JobSpec, p: Prepared, emit: Emit, every: float) -> Callable[[Any], None]:
     """The step callback of one job: ``step`` events (throttled), and for a worker that writes a temporary
     folder, each checkpoint's bytes as a ``checkpoint`` event (``metrics={"bytes": ...}``) for the driver."""
-    from essence.method.runner import CHECKPOINT
-
     cfg = p.config
     last = [0.0]
 

@@ -1,8 +1,8 @@
 """The paper's baselines (section 5): blends of each source with the target, one per source.
 
 - StyleGAN blend: the average of the source's and the target's latents, ``w + weight (w_t - w)``
-  (weight 0.5 is the average). The target must be a latent: a latent file, or an image inverted by
-  :mod:`essence.workflows.invert`.
+  (weight 0.5 is the average). The target must be a latent: a latent file, or the target image aligned and
+  inverted by the configured inverter (``inversion``; default: the generator's own, as for photos).
 - CLIP blend: per source, optimise a latent (starting at the source's) so that its embedding matches
   the normalised average of the source's and the target's embeddings,
   ``normalise((1 - weight) C(G(w)) + weight C(I_t))``, by Adam on ``1 - cos``.
@@ -29,7 +29,7 @@ from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.runconfig import DEFAULT_COMPONENTS, DerivedSeeds, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
-from essence.workflows.invert import InversionConfig
+from essence.method.photos import InversionSettings, check_inversion_settings
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +65,9 @@ class BlendConfig(DerivedSeeds, Strict):
     weight: float = Field(0.5, description="How far towards the target: 0.5 is the average the paper uses.")
     steps: int = Field(200, ge=1, description="CLIP blend: Adam steps per source.")
     lr: float = Field(0.05, gt=0, description="CLIP blend: Adam's learning rate (constant).")
-    inversion: InversionConfig = Field(default_factory=InversionConfig)
+    inversion: InversionSettings = Field(
+        default_factory=InversionSettings, description="How the target image (StyleGAN blend) and source photos become latents."
+    )
     heldout: BlendHeldout = Field(default_factory=BlendHeldout)
     seed: int = 0
     device: str = "auto"
@@ -206,6 +208,19 @@ class BlendOutcome:
     metrics: dict[str, Any]
 
 
+def blend_sources(cfg: BlendConfig, generator: Any, progress: Callable[[str, int, int, float], None] | None) -> torch.Tensor:
+    """The sources: random, a latent file's, or photos aligned and inverted; on the generator's device."""
+    from essence.method.artifacts import source_latents
+    from essence.method.photos import invert_photos
+
+    if not cfg.sources.photos:
+        return source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
+    follow = None if progress is None else (lambda i, n, v: progress("inversion", i, n, v))
+    inv = invert_photos(cfg.sources.photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=follow)
+    inv.warn()
+    return inv.ws.to(generator.device)
+
+
 def latent_files(cfg: BlendConfig) -> list[tuple[str | None, str]]:
     return [
         (cfg.target_latent, "Target latent file"),
@@ -260,6 +275,8 @@ def prepare_blend(
         raise EssenceError("No target: pass --target IMAGE or --target-latent FILE.")
     targets = [load_image(t) for t in cfg.target]
     check_latent_files(latent_files(cfg))
+    if cfg.sources.photos or (cfg.method == "stylegan" and not cfg.target_latent):
+        check_inversion_settings(cfg.inversion, registry.get("generator", cfg.generator.name), gen_config)
     stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
     run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
     run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
@@ -277,25 +294,29 @@ def run_blend(
     """The blend itself: the sources, the target's latent (inverting the target when needed), the results."""
     from essence.core.images import to_pil
     from essence.method.engine import embed_target
-    from essence.method.artifacts import source_latents
-    from essence.workflows.invert import invert_image
+    from essence.method.photos import invert_photos
 
     cfg, generator, encoder = p.config, renderer.generator, renderer.encoder
-    ws = source_latents(generator, cfg.sources, cfg.sources_seed).to(generator.device)
+    ws = blend_sources(cfg, generator, progress)
     trace: list[dict[str, Any]] = []
     inversion = None
     targets = list(p.targets)
     target_ws = load_target_latent(cfg.target_latent, generator) if cfg.target_latent else None
     if cfg.method == "stylegan" and target_ws is None:
         if notify is not None:
-            notify(f"Inverting the target image ({cfg.inversion.steps} steps): the StyleGAN blend needs a latent.")
-        inv = invert_image(
-            generator, encoder, targets[0], cfg.inversion,
-            callback=None if progress is None else (lambda i, v: progress("inversion", i, cfg.inversion.steps, v)),
+            notify("Inverting the target image: the StyleGAN blend needs a latent.")
+
+        def follow(step: int, steps: int, loss: float) -> None:
+            trace.append({"stage": "inversion", "step": step, "loss": loss})
+            if progress is not None:
+                progress("inversion", step, steps, loss)
+
+        inv = invert_photos(
+            [(cfg.target[0], targets[0])], generator, cfg.generator.name, cfg.inversion,
+            device=generator.device, progress=follow, what="target",
         )
-        target_ws = inv.ws.to(generator.device)
-        inversion = {"steps": cfg.inversion.steps, "loss": inv.loss}
-        trace = [{"stage": "inversion", **row} for row in inv.trace]
+        target_ws = inv.ws[:1].to(generator.device)
+        inversion = {"aligner": inv.aligner, "inverter": inv.inverter, "final_loss": trace[-1]["loss"] if trace else None}
     if not targets:  # only a latent: the target is its image
         assert target_ws is not None
         targets = to_pil(renderer.images(target_ws))

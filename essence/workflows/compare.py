@@ -48,6 +48,7 @@ def blend_settings(run_config: Any, method: str, target_latent: str | None, over
         "target": list(run_config.target),
         "target_latent": target_latent,
         "sources": run_config.sources.model_dump(mode="json"),
+        "inversion": run_config.inversion.model_dump(mode="json"),
         "seed": run_config.seed,
         "device": run_config.device,
         "chunk": run_config.chunk,

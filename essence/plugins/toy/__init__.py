@@ -1,6 +1,7 @@
 """The toy world: procedural sprites with known factors, and the small models trained on them.
 
-Registers the ``toy-sprites`` generator, the ``toy-clip`` encoder and the ``essence demo`` command.
+Registers the ``toy-sprites`` generator, the ``toy-clip`` encoder, the ``toy-encoder`` inverter and the
+``essence demo`` command.
 Submodules import numpy/torch; this package imports neither, so listing plugins stays light.
 """
 
@@ -29,7 +30,9 @@ def build_sprites(config: ToySpritesConfig) -> Any:
             f"The toy-sprites weights are missing from the installed package ({SPRITES_WEIGHTS}); reinstall "
             "essence-transfer, or train them with scripts/train_toy_sprites.py."
         )
-    return essence.get_generator("stylegan2", weights=str(SPRITES_WEIGHTS), device=config.device)
+    return essence.get_generator(
+        "stylegan2", weights=str(SPRITES_WEIGHTS), device=config.device, alignment="none", default_inverter="toy-encoder"
+    )
 
 
 @essence.hookimpl
@@ -93,6 +96,29 @@ def register_encoders(register):
         config=ToyClipConfig,
         description="A tiny CLIP of the toy world (32 px, 3.6 MB, shipped): sees essence, not identity.",
         tiny={"device": "cpu"},
+    )
+
+
+class ToyEncoderConfig(essence.ComponentConfig):
+    weights: str = Field("shipped", description="'shipped' (trained by scripts/train_toy_encoder.py), a file, or 'random'.")
+    device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+
+
+def build_toy_encoder(config: ToyEncoderConfig) -> Any:
+    """The shipped inverter of toy-sprites: a small CNN from a 32-px image to its W+ latent, in one pass."""
+    from essence.plugins.toy.encoder import build_toy_encoder as build
+
+    return build(config.weights, config.device)
+
+
+@essence.hookimpl
+def register_inverters(register):
+    register(
+        "toy-encoder",
+        build_toy_encoder,
+        config=ToyEncoderConfig,
+        description="toy-sprites' shipped inverter (32 px image -> W+ in one pass, 0.8 MB): photos of sprites offline.",
+        tiny={"weights": "random", "device": "cpu"},
     )
 
 

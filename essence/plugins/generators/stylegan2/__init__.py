@@ -21,9 +21,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "stylegan2": {},
     "stylegan2-ffhq": {
         "weights": "stylegan2-ffhq", "size": 1024, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2,
+        "alignment": "ffhq", "default_inverter": "e4e",
     },
     "stylegan2-church": {
         "weights": "stylegan2-church", "size": 256, "style_dim": 512, "n_mlp": 8, "channel_multiplier": 2,
+        "alignment": "center", "default_inverter": "projector",
     },
 }
 DESCRIPTIONS = {

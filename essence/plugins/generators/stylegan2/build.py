@@ -51,4 +51,5 @@ def build_generator(config: StyleGAN2Config, name: str = "stylegan2") -> StyleGA
     if config.dtype != "float32":
         generator.autocast_dtype = getattr(torch, config.dtype)
     generator.use_compile = config.compile
+    generator.alignment, generator.default_inverter = config.alignment, config.default_inverter
     return generator

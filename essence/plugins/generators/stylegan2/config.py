@@ -100,6 +100,12 @@ class StyleGAN2Config(essence.ComponentConfig):
         description="Precision of synthesis: float32, or bfloat16/float16 autocast (weights stay float32).",
     )
     compile: bool = Field(False, description="Run synthesis through torch.compile (worth it on a GPU).")
+    alignment: essence.Alignment = Field(
+        "none",
+        description="The crop of a photo its images are like: ffhq (FFHQ face alignment), center (a centre "
+        "crop) or none (the whole image, resized); photos go through an aligner of this alignment.",
+    )
+    default_inverter: str = Field("projector", description="The inverter photos go through by default.")
 
     @field_validator("size")
     @classmethod

@@ -1,0 +1,342 @@
+"""`essence ui`'s handlers, called directly on the shipped toy models (no gradio needed except where said)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import essence
+from essence.cli import build_app
+from essence.core.images import load_image, to_pil
+from essence.core.registry import get_registry
+from essence.method.figures import comparison_figure, fit_tile, sheet_tile
+from essence.method.runconfig import list_presets
+from essence.method.runner import PHOTO_FILES, RUN_FILES
+from essence.ui import apply as apply_tab
+from essence.ui import find as find_tab
+from essence.ui import runs as runs_tab
+from ui_support import SKETCH, TARGET, toy_run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A runs folder: two runs on the same sources (seed 0), one on other sources (seed 5), one nested."""
+    root = tmp_path_factory.mktemp("runs")
+    toy_run(root / "a", seed=0)
+    toy_run(root / "b", seed=0, target=SKETCH)
+    toy_run(root / "nested" / "c", seed=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache():
+    return apply_tab.GeneratorCache()
+
+
+# -- the command -----------------------------------------------------------------------------------
+
+
+def test_without_gradio_the_command_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio raises ImportError
+    result = CliRunner().invoke(build_app(), ["ui"])
+    assert result.exit_code == 2
+    assert 'pip install "essence-transfer[ui]"' in result.output and "Traceback" not in result.output
+
+
+def test_a_gradio_of_another_major_version_is_refused(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "gradio", types.SimpleNamespace(__version__="4.44.1"))
+    with pytest.raises(essence.EssenceError, match=r"needs gradio 6\.x, found 4\.44\.1"):
+        from essence.ui import require_gradio
+
+        require_gradio()
+
+
+def test_the_cli_and_the_ui_handlers_import_neither_gradio_nor_torch():
+    code = (
+        "import sys, essence.cli, essence.ui.find, essence.ui.apply, essence.ui.runs; essence.cli.build_app(); "
+        "print(sorted(m for m in ('torch', 'gradio', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_ui_help_shows_the_options():
+    result = CliRunner().invoke(build_app(), ["ui", "--help"])
+    assert result.exit_code == 0
+    for option in ("--host", "--port", "--runs", "127.0.0.1", "7860"):
+        assert option in result.output
+
+
+# -- Find a direction ------------------------------------------------------------------------------
+
+
+def test_menus_offer_the_registry_and_default_to_the_toy_models():
+    menus = find_tab.choices()
+    assert {"toy-sprites", "stylegan2-ffhq"} <= set(menus.generators)
+    assert {"toy-clip", "clip-vitb32"} <= set(menus.encoders)
+    assert (menus.generator, menus.encoder) == ("toy-sprites", "toy-clip")
+    assert set(menus.presets) == set(list_presets())
+    assert {"in-domain", "out-of-domain"} <= set(find_tab.bundled_targets())
+
+
+def test_menus_list_third_party_components(install_plugin):
+    install_plugin(
+        "essence-ui-probe",
+        "essence_ui_probe",
+        """
+        import essence
+
+        @essence.hookimpl
+        def register_encoders(register):
+            register("ui-probe", lambda config: None)
+    """,
+    )
+    assert "ui-probe" in find_tab.choices().encoders
+
+
+FIELDS = dict(generator="toy-sprites", encoder="toy-clip", preset="paper", steps=5, seed=0, restarts=1, sources=6)
+
+
+def test_find_config_puts_the_run_under_the_runs_folder(tmp_path):
+    config = find_tab.find_config(str(TARGET), runs=tmp_path, **FIELDS)
+    assert config.steps == 5 and config.generator.name == "toy-sprites" and config.sources.count == 6
+    out = config.out
+    assert out.startswith(str(tmp_path / "in-domain-"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"target": None}, "No target image"),
+        ({"steps": 2.5}, "Steps: give a whole number"),
+        ({"restarts": 0}, "Restarts: give a whole number of at least 1"),
+        ({"preset": "nope"}, "preset"),
+    ],
+)
+def test_find_config_refuses_bad_fields_with_a_message(tmp_path, change, message):
+    fields = {"target": str(TARGET), **FIELDS, **change}
+    target = fields.pop("target")
+    with pytest.raises(essence.EssenceError, match=message):
+        find_tab.find_config(target, runs=tmp_path, **fields)
+
+
+def test_an_unknown_component_is_reported_by_the_job_without_a_traceback(tmp_path, capsys):
+    job = find_tab.FindJob(find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "encoder": "no-such"}))
+    assert job.start().wait(60)
+    view = job.view()
+    assert view.state == "failed" and view.status_line().startswith("Failed: Unknown encoder 'no-such'")
+    assert "Traceback" not in capsys.readouterr().err  # a user mistake, not a crash
+
+
+def test_a_job_writes_what_essence_run_writes_and_shows_it_live(tmp_path):
+    config = find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "steps": 6})
+    job = find_tab.FindJob(config, preview_seconds=0.0).start()
+    seen = []
+    while not job.wait(0.05):
+        seen.append(job.view())
+    view = job.view()
+    assert view.state == "completed", view.message
+    assert (view.step, view.total, len(view.series["loss"])) == (6, 6, 6)
+    assert view.preview is not None and view.preview.width > 6 * find_tab.PREVIEW_TILE  # target column + 6 sources
+    assert {v.state for v in seen} <= {"starting", "running", "completed"}
+    files = {p.name for p in view.out.iterdir()}
+    assert set(RUN_FILES) - set(PHOTO_FILES) - {"checkpoint.pt"} <= files and "checkpoint.pt" not in files
+    metrics = json.loads((view.out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["steps_done"] == 6
+    trace = [float(r.split(",")[3]) for r in (view.out / "trace.csv").read_text().splitlines()[1:]]
+    assert trace == pytest.approx(view.series["loss"])
+    assert "completed" in view.status_line() and str(view.out) in view.status_line()
+
+
+def test_stop_keeps_the_best_direction_as_ctrl_c_does(tmp_path):
+    config = find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "steps": 100000})
+    job = find_tab.FindJob(config).start()
+    deadline = time.monotonic() + 120
+    while job.view().step < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.stop()
+    assert job.wait(60)
+    view = job.view()
+    assert view.state == "interrupted"
+    direction = essence.load_direction(view.out / "direction.safetensors")
+    assert direction.metadata["status"] == "interrupted"
+    assert 0 <= direction.metadata["best_step"] < view.step
+    assert (view.out / "checkpoint.pt").is_file()  # `essence run --resume` continues it
+    assert json.loads((view.out / "metrics.json").read_text())["steps_done"] == view.step
+
+
+def test_stop_before_the_first_step_stops_there(tmp_path):
+    job = find_tab.FindJob(find_tab.find_config(str(TARGET), runs=tmp_path, **FIELDS))
+    job.stop()  # pressed while the models were still being built
+    job.start()
+    assert job.wait(60)
+    view = job.view()
+    assert view.state == "interrupted" and view.step == 0
+    assert json.loads((view.out / "metrics.json").read_text())["steps_done"] == 0
+
+
+# -- Apply -----------------------------------------------------------------------------------------
+
+
+def test_the_slider_renders_the_direction_with_one_generator(runs, cache, monkeypatch):
+    applied = apply_tab.load_applied(cache, runs / "a", sources="random", count=3, seed=0, truncation=0.7)
+    built = []
+    registry = get_registry()
+    create = registry.create
+    monkeypatch.setattr(registry, "create", lambda *a, **k: built.append(a) or create(*a, **k))
+    at0 = apply_tab.at_strength(cache, applied, 0.0)
+    at1 = apply_tab.at_strength(cache, applied, 1.0)
+    at1_again = apply_tab.at_strength(cache, applied, 1.0)
+    assert built == []  # the cached generator, never rebuilt
+    assert len(at0) == 3 and at0[0].size == (apply_tab.VIEW_TILE, apply_tab.VIEW_TILE)
+    assert at0[0].tobytes() != at1[0].tobytes()
+    assert at1[0].tobytes() == at1_again[0].tobytes()
+    g = cache.get(applied.generator, applied.generator_config)
+    with torch.no_grad():
+        sources = to_pil(g.synthesize(g.sample_ws(3, seed=0, truncation=0.7)))
+    assert at0[1].tobytes() == fit_tile(sources[1], apply_tab.VIEW_TILE).tobytes()  # alpha 0: the sources
+
+
+def test_export_writes_the_grid_the_images_and_the_direction(runs, cache, tmp_path):
+    applied = apply_tab.load_applied(cache, runs / "a", sources="random", count=2, seed=1)
+    grid, files = apply_tab.export(cache, applied, [0.0, 0.5, 1.0], tmp_path)
+    tile = grid.width // 3
+    assert grid.size == (3 * tile, 2 * tile) and Image.open(files.grid).size == grid.size
+    with zipfile.ZipFile(files.images) as zf:
+        names = sorted(zf.namelist())
+        assert names == sorted(f"source_{r:02d}_alpha_{a}.png" for r in range(2) for a in ("0", "0.5", "1"))
+        with zf.open("source_00_alpha_1.png") as fh:
+            assert Image.open(fh).size == (32, 32)  # full resolution
+    copied = essence.load_direction(files.direction)
+    assert torch.equal(copied.b, applied.direction.b)
+    assert files.grid.parent == tmp_path and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_targetclip_npy_and_a_latent_file(runs, cache, tmp_path):
+    b = essence.load_direction(runs / "a" / "direction.safetensors").b
+    npy = tmp_path / "elsa.npy"
+    np.save(npy, b[None].numpy())
+    with pytest.raises(essence.EssenceError, match="does not say which generator"):
+        apply_tab.load_applied(cache, npy)
+    latents = tmp_path / "ws.pt"
+    essence.save_latents(latents, essence.get_generator("toy-sprites").sample_ws(4, seed=3))
+    applied = apply_tab.load_applied(cache, npy, generator="toy-sprites", sources="latent file", latents=str(latents))
+    assert applied.ws.shape == (4, 8, 128) and applied.name == "elsa"
+    assert torch.equal(applied.direction.b, b)
+
+
+@pytest.mark.parametrize(
+    "direction, fields, message",
+    [
+        (None, {}, "No direction"),
+        ("notes.txt", {}, "not a direction file"),
+        ("a", {"sources": "latent file"}, "upload a latent file"),
+        ("a", {"count": 0}, "between 1 and 64"),
+        ("a", {"sources": "photos"}, "Unknown kind of sources"),
+        ("wide.npy", {"generator": "toy-sprites"}, r"W\+ is \(8, 128\)"),
+    ],
+)
+def test_apply_mistakes_are_messages(runs, cache, tmp_path, direction, fields, message):
+    (tmp_path / "notes.txt").write_text("hello")
+    essence.save_latents(tmp_path / "wide.npy", torch.zeros(1, 9, 128))  # one row more than toy-sprites' W+
+    where = {None: None, "a": runs / "a"}.get(direction, tmp_path / str(direction))
+    with pytest.raises(essence.EssenceError, match=message):
+        apply_tab.load_applied(cache, where, **fields)
+
+
+def test_names_from_untrusted_metadata_make_safe_file_names(runs, cache, tmp_path):
+    applied = apply_tab.load_applied(cache, runs / "a", count=1)
+    applied.direction.metadata["target"] = "../../etc/passwd"
+    _, files = apply_tab.export(cache, applied, [1.0], tmp_path / "dl")
+    assert files.grid.parent == tmp_path / "dl" and ".." not in files.grid.name
+
+
+# -- Runs ------------------------------------------------------------------------------------------
+
+
+def test_runs_are_listed_with_their_metrics(runs):
+    listed = {r.name: r for r in runs_tab.list_runs(runs)}
+    assert set(listed) == {"a", "b", "nested/c"}
+    a = listed["a"]
+    assert (a.status, a.generator, a.encoder, a.steps, a.has_direction) == (
+        "completed",
+        "toy-sprites",
+        "toy-clip",
+        4,
+        True,
+    )
+    assert a.best_loss is not None and len(a.row()) == len(runs_tab.COLUMNS)
+    assert runs_tab.list_runs(runs / "missing") == []
+
+
+def test_a_broken_run_folder_is_listed_not_fatal(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("{not json")
+    (tmp_path / "broken" / "sheet.png").write_bytes(b"not a png")
+    (listed,) = runs_tab.list_runs(tmp_path)
+    assert listed.status == "unreadable"
+    details = runs_tab.run_details(tmp_path, "broken")
+    assert details.sheet is None and details.metrics == {}
+
+
+def test_run_details_give_the_pictures(runs):
+    d = runs_tab.run_details(runs, "a")
+    assert d.sheet is not None and d.heldout_sheet is not None and d.loss is not None
+    assert d.metrics["status"] == "completed"
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "/etc", "a/../../x", ""])
+def test_names_outside_the_runs_folder_are_refused(runs, name):
+    with pytest.raises(essence.EssenceError, match="not a run folder"):
+        runs_tab.resolve_run(runs, name)
+
+
+def test_compare_uses_the_runs_own_results_when_their_sources_agree(runs, cache):
+    tile = sheet_tile(32)
+    figure = runs_tab.compare_runs(runs, ["a", "b"], cache)
+    sources = [load_image(p) for p in sorted((runs / "a" / "images").glob("source_??.png"))]
+    targets = [load_image(runs / r / "images" / "target_00.png") for r in ("a", "b")]
+    rows = [
+        (runs_tab.label(r, tile), [load_image(p) for p in sorted((runs / r / "images").glob("result_??.png"))])
+        for r in ("a", "b")
+    ]
+    assert figure.tobytes() == comparison_figure(targets, sources, rows, tile=tile).tobytes()
+
+
+def test_compare_applies_every_direction_to_the_first_runs_sources_otherwise(runs, cache):
+    tile = sheet_tile(32)
+    figure = runs_tab.compare_runs(runs, ["a", "nested/c"], cache)
+    g = essence.get_generator("toy-sprites")
+    ws = g.sample_ws(6, seed=0, truncation=0.7)  # run a's sources (seed 0)
+    rows = []
+    with torch.no_grad():
+        sources = to_pil(g.synthesize(ws))
+        for r in ("a", "nested/c"):
+            b = essence.load_direction(runs / r / "direction.safetensors").b
+            rows.append((runs_tab.label(r, tile), to_pil(g.synthesize(ws + b[None]))))
+    targets = [load_image(runs / "a" / "images" / "target_00.png")]  # the same target once
+    assert figure.tobytes() == comparison_figure(targets, sources, rows, tile=tile).tobytes()
+
+
+def test_compare_mistakes_are_messages(runs, cache, tmp_path):
+    with pytest.raises(essence.EssenceError, match="two or more"):
+        runs_tab.compare_runs(runs, ["a"], cache)
+    (runs / "bare").mkdir(exist_ok=True)
+    (runs / "bare" / "metrics.json").write_text('{"status": "completed"}')
+    try:
+        with pytest.raises(essence.EssenceError, match="bare has no direction"):
+            runs_tab.compare_runs(runs, ["nested/c", "bare"], cache)
+    finally:
+        (runs / "bare" / "metrics.json").unlink()
+        (runs / "bare").rmdir()
