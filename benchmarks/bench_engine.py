@@ -79,12 +79,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--chunk", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+    parser.add_argument(
+        "--pack", type=int, default=1, help="Time steps of K directions at once (essence batch --pack K): one "
+        "batch of K x N images; prints directions per second. The breakdown is of one direction."
+    )
     args = parser.parse_args(argv)
 
     import torch
     from PIL import Image
 
-    from essence.method.engine import TransferOptimizer, evaluate_terms
+    from essence.method.engine import TransferOptimizer, evaluate_terms, step_together
     from essence.core.interfaces import LossContext
     from essence.method.runconfig import validate_run_config
     from essence.core.devices import resolve_device
@@ -118,13 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
+    pack = [search] + [TransferOptimizer(G, C, target, config=cfg)._new_search(0) for _ in range(args.pack - 1)]
     for _ in range(args.warmup):
-        search.step()
+        step_together(engine.renderer, pack)
     step_times = []
     for _ in range(args.steps):
         _sync(device)
         t = time.perf_counter()
-        search.step()
+        step_together(engine.renderer, pack)
         _sync(device)
         step_times.append(time.perf_counter() - t)
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"encoder   {args.encoder} ({_params(C)}) {enc_cfg}")
     threads = torch.get_num_threads() if device.type == "cpu" else "-"
     print(
-        f"device {device}, threads {threads}, N = {args.sources}, precision {args.precision}, "
+        f"device {device}, threads {threads}, N = {args.sources}, pack {args.pack}, precision {args.precision}, "
         f"compile {args.compile}, chunk {args.chunk}, {args.steps} timed steps after {args.warmup} warm-up"
     )
     print()
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<26}{min(values):>10.4f}{statistics.median(values):>10.4f}")
     print(f"{'engine step (total)':<26}{best:>10.4f}{median:>10.4f}")
     print(f"{'steps/s':<26}{1 / best:>10.2f}{1 / median:>10.2f}")
+    if args.pack > 1:
+        print(f"{'directions x steps/s':<26}{args.pack / best:>10.2f}{args.pack / median:>10.2f}  (--pack {args.pack})")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
 

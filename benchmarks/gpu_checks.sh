@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of the project in one prepared run (issues 3, 4 and 6), for a session lent a GPU:
+# Every GPU check of the project in one prepared run (issues 3, 4, 6 and 15), for a session lent a GPU:
 #
 #     bash benchmarks/gpu_checks.sh [LOG]
 #
@@ -59,6 +59,13 @@ timeout 90 $py -m pytest -q -p no:cacheprovider -m gpu tests/test_clip_encoder.p
 echo "== a whole run on CUDA (toy models)"
 timeout 60 $py -m essence run -g toy-sprites -e toy-clip -t essence/plugins/toy/targets/in-domain.png \
     --device cuda --steps 100 --out "${TMPDIR:-/tmp}/essence-gpu-run" --overwrite --quiet && echo "run ok"
+
+for pack in 2 4 8; do  # issue 15: directions per second with --pack K (K = 1 is the bf16 line above)
+    echo "== engine step, FFHQ 1024 + ViT-B/32, N = 6, bf16, --pack $pack"
+    timeout 120 $py benchmarks/bench_engine.py --generator stylegan2-ffhq --gen-set weights=random \
+        --encoder clip-vitb32 --enc-set weights=random --sources 6 --device cuda --steps 10 --warmup 2 \
+        --precision bf16 --pack "$pack"
+done
 
 echo "== engine step, FFHQ 1024 + ViT-B/32, N = 6, bf16 + torch.compile"
 timeout 240 $py benchmarks/bench_engine.py --generator stylegan2-ffhq --gen-set weights=random \

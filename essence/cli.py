@@ -83,6 +83,7 @@ def build_app() -> typer.Typer:
         """Image-based, CLIP-guided essence transfer."""
 
     from essence.commands.apply import apply_command, sweep_command
+    from essence.commands.batch import batch_command
     from essence.commands.blend import blend_command
     from essence.commands.compare import compare_command
     from essence.commands.components import doctor_command, info_command, list_command, plugins_command
@@ -99,6 +100,7 @@ def build_app() -> typer.Typer:
     app.command("doctor")(doctor_command)
 
     app.command("run")(run_command)
+    app.command("batch")(batch_command)
     app.command("apply")(apply_command)
     app.command("sweep")(sweep_command)
     app.command("align")(align_command)

@@ -62,6 +62,14 @@ def check_encoder(enc: Encoder, sizes: tuple[int, ...] = (32, 64), n: int = 2) -
     emb = enc.embed_pil(pil)
     assert tuple(emb.shape) == (1, enc.embed_dim), f"embed_pil gave {tuple(emb.shape)}"
     assert torch.isfinite(emb).all()
+    if enc.has_text:
+        texts = ["a red square", "a picture of a blue circle"]  # words even the toy world's tokenizer knows
+        emb = enc.embed_text(texts)
+        assert tuple(emb.shape) == (len(texts), enc.embed_dim), f"embed_text gave {tuple(emb.shape)}"
+        norms = emb.detach().float().norm(dim=-1)
+        assert torch.isfinite(emb).all() and torch.allclose(norms, torch.ones_like(norms), atol=1e-3), (
+            "text embeddings are not finite and L2-normalised"
+        )
 
 
 def check_loss(loss: Any, n: int = 3, dim: int = 8) -> None:

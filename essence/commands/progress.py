@@ -114,6 +114,14 @@ class RunProgress(StageProgress):
                 f"transfer {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
                 f"consistency {h['consistency']:.4f}, loss {h['loss']:.4f}",
             )
+        t = m.get("targets") or {}
+        if t.get("count", 0) > 1:
+            weights = "" if t["weights"] is None else ", weights " + ", ".join(f"{w:.2f}" for w in t["weights"])
+            table.add_row(
+                f"targets ({len(t['images'])} images, {len(t['texts'])} texts)",
+                f"mean pairwise cosine {t['mean_pairwise_cosine']:.3f} (lowest {t['min_pairwise_cosine']:.3f}); "
+                "cosine to their mean " + ", ".join(f"{c:.2f}" for c in t["cosine_to_mean"]) + weights,
+            )
         rate = m.get("seconds_per_step")
         table.add_row("time", f"{m['seconds']:.1f} s" + (f" ({rate:.3f} s/step)" if rate else ""))
         Console(highlight=False).print(table)

@@ -18,31 +18,77 @@ EXIT_NONFINITE = 1
 EXIT_INTERRUPTED = 130
 
 
+# The settings ``essence run`` and ``essence batch`` share (one definition, one help text).
+GENERATOR = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators).")
+ENCODER = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders).")
+PRESET = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip.")
+STEPS = typer.Option(None, "--steps", help="Optimisation steps per restart.")
+SOURCES = typer.Option(
+    None, "--sources", help="A number of random sources, a latent file (N, num_ws, w_dim), or photos (aligned and inverted)."
+)
+SEED = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init.")
+CONFIG = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json).")
+SETS = typer.Option(None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values).")
+INIT = typer.Option(
+    None, "--init", help="random, zeros, target (start at the inverted target: in-domain targets) or a latent file."
+)
+RESTARTS = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out.")
+HELDOUT = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off).")
+DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ...")
+PRECISION = typer.Option(None, "--precision", help="fp32, or bf16 autocast (CUDA).")
+CHUNK = typer.Option(None, "--chunk", help="Most images per pass, when memory is short.")
+COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the render pass.")
+CHECKPOINT_EVERY = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every K steps.")
+
+
+def settings_layer(**options: Any) -> dict[str, Any]:
+    """The command-line layer of a run config from the shared options (None: not given)."""
+    layer: dict[str, Any] = {
+        "preset": options.get("preset"),
+        "generator": {"name": options["generator"]} if options.get("generator") else None,
+        "encoder": {"name": options["encoder"]} if options.get("encoder") else None,
+        "steps": options.get("steps"),
+        "seed": options.get("seed"),
+        "init": options.get("init"),
+        "restarts": options.get("restarts"),
+        "heldout": {"count": options["heldout"]} if options.get("heldout") is not None else None,
+        "device": options.get("device"),
+        "precision": options.get("precision"),
+        "chunk": options.get("chunk"),
+        "compile": options.get("compile"),
+        "checkpoint_every": options.get("checkpoint_every"),
+    }
+    layer["sources"] = sources_option(options.get("sources"), photos=options.get("photos"))
+    return {k: v for k, v in layer.items() if v is not None}
+
+
 def run_command(
-    generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators)."),
-    encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders)."),
-    target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="Target image; repeat for several."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps per restart."),
-    sources: Optional[list[str]] = typer.Option(
-        None, "--sources", help="A number of random sources, a latent file (N, num_ws, w_dim), or photos (aligned and inverted)."
+    generator: Optional[str] = GENERATOR,
+    encoder: Optional[str] = ENCODER,
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", "-t", help="Target image; repeat it for several images of one essence (one direction for all)."
     ),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init."),
+    target_text: Optional[list[str]] = typer.Option(
+        None, "--target-text", help="A text target, embedded by the encoder's text tower; repeatable, mixes with images."
+    ),
+    target_weights: Optional[str] = typer.Option(
+        None, "--target-weights", help="One weight per target, images first, then texts: 1,0.5 (default: equal)."
+    ),
+    preset: Optional[str] = PRESET,
+    steps: Optional[int] = STEPS,
+    sources: Optional[list[str]] = SOURCES,
+    seed: Optional[int] = SEED,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json)."),
-    sets: Optional[list[str]] = typer.Option(
-        None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values)."
-    ),
-    init: Optional[str] = typer.Option(
-        None, "--init", help="random, zeros, target (start at the inverted target: in-domain targets) or a latent file."
-    ),
-    restarts: Optional[int] = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out."),
-    heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16 autocast (CUDA)."),
-    chunk: Optional[int] = typer.Option(None, "--chunk", help="Most images per pass, when memory is short."),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the render pass."),
-    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every K steps."),
+    config: Optional[Path] = CONFIG,
+    sets: Optional[list[str]] = SETS,
+    init: Optional[str] = INIT,
+    restarts: Optional[int] = RESTARTS,
+    heldout: Optional[int] = HELDOUT,
+    device: Optional[str] = DEVICE,
+    precision: Optional[str] = PRECISION,
+    chunk: Optional[int] = CHUNK,
+    compile: Optional[bool] = COMPILE,
+    checkpoint_every: Optional[int] = CHECKPOINT_EVERY,
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run already in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
@@ -50,29 +96,25 @@ def run_command(
         None, help="More source photos (so `--sources me.jpg friend.png` works).", show_default=False, metavar="PHOTO"
     ),
 ) -> None:
-    """Find the essence direction of a target image: one direction in W+ for every source."""
+    """Find the essence direction of a target: one direction in W+ for every source.
+
+    The target is an image, several images of one essence, a text, or a weighted mix of them (--target face.png --target-text "smiling" --target-weights 1,0.5).
+    """
     from essence.method.runconfig import build_run_config
     from essence.method.runner import execute_run, resume_run
 
-    options: dict[str, Any] = {
-        "preset": preset,
-        "generator": {"name": generator} if generator else None,
-        "encoder": {"name": encoder} if encoder else None,
+    options = settings_layer(
+        preset=preset, generator=generator, encoder=encoder, steps=steps, seed=seed, init=init, restarts=restarts,
+        heldout=heldout, device=device, precision=precision, chunk=chunk, compile=compile,
+        checkpoint_every=checkpoint_every, sources=sources, photos=photos,
+    )
+    targets = {
         "target": list(target) if target else None,
-        "steps": steps,
-        "seed": seed,
-        "init": init,
-        "restarts": restarts,
-        "heldout": {"count": heldout} if heldout is not None else None,
-        "device": device,
-        "precision": precision,
-        "chunk": chunk,
-        "compile": compile,
-        "checkpoint_every": checkpoint_every,
+        "target_text": list(target_text) if target_text else None,
+        "target_weights": target_weights,
         "out": str(out) if out is not None else None,
     }
-    options["sources"] = sources_option(sources, photos=photos)
-    options = {k: v for k, v in options.items() if v is not None}
+    options.update({k: v for k, v in targets.items() if v is not None})
 
     display = RunProgress(quiet)
     if resume is not None:

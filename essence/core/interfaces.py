@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -83,7 +84,8 @@ class Encoder(abc.ABC):
 
     ``embed`` takes generator images in [-1, 1] of any square size and does its own differentiable
     resize and normalisation. Targets go through ``embed_file`` / ``embed_pil`` with the encoder's
-    standard preprocessing.
+    standard preprocessing. Encoders with a text tower (CLIP's) also implement ``embed_text`` and say
+    so with ``has_text``.
     """
 
     embed_dim: int
@@ -110,14 +112,32 @@ class Encoder(abc.ABC):
 
         return self.embed_pil(load_image(path))
 
+    @property
+    def has_text(self) -> bool:
+        """Whether :meth:`embed_text` works (text targets need it)."""
+        return type(self).embed_text is not Encoder.embed_text
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Optional: texts -> L2-normalised embeddings ``(T, embed_dim)`` in the same space as the images,
+        without gradients (text targets, ``--target-text``). The default says the encoder has no text tower."""
+        from essence.core.errors import EssenceError
+
+        if not list(texts):
+            raise EssenceError("No text to embed: give at least one non-empty text.")
+        raise EssenceError(
+            f"The encoder {type(self).__name__} has no text tower, so it cannot embed text targets. Use image "
+            "targets, or an encoder with a text tower (clip-vitb32, clip-rn50, openclip, toy-clip)."
+        )
+
 
 @dataclass
 class LossContext:
     """What a loss term sees at one optimisation step. Embeddings are L2-normalised.
 
-    ``target`` ``(T, D)``: the target embedding(s). ``sources`` ``(N, D)``: C(G(w_s)).
+    ``target`` ``(T, D)``: the target embedding(s), images then texts. ``sources`` ``(N, D)``: C(G(w_s)).
     ``shifted`` ``(N, D)``: C(G(w_s + c_s b)). ``direction``: b ``(num_ws, w_dim)``.
     ``coefficients``: c_s ``(N,)`` or None. ``extras``: anything an engine or plugin adds.
+    ``target_weights`` ``(T,)``: the targets' weights, summing to 1; None: equal weights.
     """
 
     target: torch.Tensor
@@ -127,6 +147,7 @@ class LossContext:
     coefficients: torch.Tensor | None = None
     step: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    target_weights: torch.Tensor | None = None
 
 
 class LossTerm(abc.ABC):
@@ -151,6 +172,7 @@ class MetricContext:
     ``targets``: the target image(s). ``source_ws`` / ``result_ws``: their latents. ``encoder`` /
     ``encoder_name``: the judging encoder for metrics with ``uses_encoder`` (None for the others).
     ``method``: ``essence``, ``stylegan-blend``, ``clip-blend``. ``extras``: anything the harness adds.
+    ``target_texts``: the run's text targets (embedded with the judging encoder's text tower, if it has one).
     """
 
     sources: torch.Tensor
@@ -165,10 +187,12 @@ class MetricContext:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Embeddings already computed, shared by the contexts of one run (one pass per encoder and image set).
     cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    target_texts: list[str] = field(default_factory=list)
 
     def embed(self, which: Literal["sources", "results", "targets"]) -> torch.Tensor:
         """The judging encoder's L2-normalised embeddings ``(n, D)`` of ``sources``, ``results`` or ``targets``
-        (targets with the encoder's standard preprocessing), computed once per encoder and image set."""
+        (target images with the encoder's standard preprocessing, then the text targets when the encoder has a
+        text tower; none at all: ``(0, D)``), computed once per encoder and image set."""
         import torch
 
         if self.encoder is None:
@@ -178,7 +202,10 @@ class MetricContext:
         if key not in self.cache:
             with torch.no_grad():
                 if which == "targets":
-                    emb = torch.cat([self.encoder.embed_pil(img) for img in items])
+                    parts = [self.encoder.embed_pil(img).float().cpu() for img in items]
+                    if self.target_texts and self.encoder.has_text:
+                        parts.append(self.encoder.embed_text(self.target_texts).float().cpu())
+                    emb = torch.cat(parts) if parts else torch.zeros(0, self.encoder.embed_dim)
                 else:
                     device = module_device(self.encoder, items.device)
                     emb = torch.cat(

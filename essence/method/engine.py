@@ -285,7 +285,9 @@ def evaluate_terms(terms: Sequence[WeightedTerm], ctx: Any) -> tuple[torch.Tenso
 
 
 class DirectionSearch:
-    """The loop for one init: b, the optional per-source coefficients, their optimisers and the best so far."""
+    """The loop for one init: b, the optional per-source coefficients, their optimisers and the best so far.
+
+    :func:`step_together` steps one search, or several at once in one batch (``--pack``)."""
 
     def __init__(
         self,
@@ -298,11 +300,13 @@ class DirectionSearch:
         config: RunConfig,
         restart: int = 0,
         init_seed: int | None = None,
+        target_weights: torch.Tensor | None = None,
     ) -> None:
         import torch
 
         self.renderer, self.terms, self.config = renderer, list(terms), config
         self.target, self.sources, self.source_embeddings = target, sources, source_embeddings
+        self.target_weights = target_weights
         self.restart, self.init_seed = restart, init_seed
         self.direction = init.detach().clone().float().to(sources.device).requires_grad_(True)
         cc = config.coefficients
@@ -339,60 +343,45 @@ class DirectionSearch:
     def done(self) -> bool:
         return self.step_index >= self.config.steps
 
-    def shifted_ws(self, rows: slice | None = None) -> torch.Tensor:
-        sl = rows or slice(None)
+    def shifted_ws(self) -> torch.Tensor:
+        """w_s + c_s b for every source (c_s = 1 without coefficients)."""
         b = self.direction[None]
         if self.coefficients is not None:
-            b = self.coefficients[sl, None, None] * b
-        return self.sources[sl] + b
+            b = self.coefficients[:, None, None] * b
+        return self.sources + b
 
-    def _forward_backward(self, lr: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def context(self, shifted: torch.Tensor, lr: float) -> Any:
+        """The :class:`LossContext` of this step for the embeddings ``shifted`` of this search's sources."""
         from essence.core.interfaces import LossContext
 
-        def context(shifted: torch.Tensor) -> LossContext:
-            extras = {"lr": lr, "steps": self.config.steps, "restart": self.restart}
-            return LossContext(
-                target=self.target,
-                sources=self.source_embeddings,
-                shifted=shifted,
-                direction=self.direction,
-                coefficients=self.coefficients,
-                step=self.step_index,
-                extras=extras,
-            )
+        return LossContext(
+            target=self.target,
+            sources=self.source_embeddings,
+            shifted=shifted,
+            direction=self.direction,
+            coefficients=self.coefficients,
+            step=self.step_index,
+            extras={"lr": lr, "steps": self.config.steps, "restart": self.restart},
+            target_weights=self.target_weights,
+        )
 
-        n = self.sources.shape[0]
-        slices = self.renderer.slices(n)
-        # No host sync before backward: a non-finite loss is caught before the update instead.
-        if len(slices) == 1:
-            loss, values = evaluate_terms(self.terms, context(self.renderer.embed(self.shifted_ws())))
-            loss.backward()
-            return loss, values
-        # Chunked: embeddings without a graph, the loss's gradient w.r.t. them, then one
-        # forward+backward per chunk with that gradient. Exact, at the cost of one extra forward.
-        shifted = self.renderer.embed_nograd(self.shifted_ws().detach()).requires_grad_(True)
-        loss, values = evaluate_terms(self.terms, context(shifted))
-        loss.backward()
-        grad = shifted.grad
-        for sl in slices:
-            self.renderer.embed(self.shifted_ws(sl)).backward(grad[sl])
-        return loss, values
+    def lr(self) -> float:
+        cfg = self.config
+        return lr_at(self.step_index, cfg.steps, cfg.lr, cfg.lr_schedule, cfg.lr_rampup, cfg.lr_rampdown)
 
     def step(self) -> TraceRecord:
         """One optimisation step; raises NonFiniteError (state unchanged) when the loss or update is not finite."""
+        (outcome,) = step_together(self.renderer, [self])
+        if isinstance(outcome, NonFiniteError):
+            raise outcome
+        return outcome
+
+    def update(self, loss: torch.Tensor, values: dict[str, torch.Tensor], lr: float, coefficient_optimizer: Any) -> TraceRecord:
+        """After the backward pass: log the trace record, step the optimisers, keep the best direction."""
         import torch
 
         cfg = self.config
         i = self.step_index
-        lr = lr_at(i, cfg.steps, cfg.lr, cfg.lr_schedule, cfg.lr_rampup, cfg.lr_rampdown)
-        coefficient_optimizer = self.coefficient_optimizer
-        if self.coefficients is not None and coefficient_optimizer is None:
-            coefficient_optimizer = self._coefficient_adam()  # the official quirk: fresh moments every step
-        self.optimizer.zero_grad(set_to_none=True)
-        if coefficient_optimizer is not None:
-            coefficient_optimizer.zero_grad(set_to_none=True)
-
-        loss, values = self._forward_backward(lr)
         names = list(values)
         stats = torch.stack(
             [
@@ -487,6 +476,59 @@ class DirectionSearch:
         self.trace = [TraceRecord(**r) for r in state["trace"]]
 
 
+def step_together(renderer: Renderer, searches: Sequence[DirectionSearch]) -> list[TraceRecord | NonFiniteError]:
+    """One step of several searches (``--pack K``) in one batch of their shifted sources.
+
+    Each search keeps its own loss, optimisers, lr schedule, weight decay and best direction: the losses
+    depend on disjoint rows of the batch and are summed only to back-propagate once, so each direction
+    gets exactly the gradient of its own loss, as in a run of its own. One search alone is the plain
+    step. Returns each search's trace record, or the NonFiniteError that stopped it (its state unchanged).
+    """
+    import torch
+
+    lrs = [s.lr() for s in searches]
+    coefficient_optimizers = []
+    for s in searches:
+        opt = s.coefficient_optimizer
+        if s.coefficients is not None and opt is None:
+            opt = s._coefficient_adam()  # the official quirk: fresh moments every step
+        s.optimizer.zero_grad(set_to_none=True)
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        coefficient_optimizers.append(opt)
+    sizes = [s.sources.shape[0] for s in searches]
+
+    def shifted_ws() -> torch.Tensor:
+        return torch.cat([s.shifted_ws() for s in searches]) if len(searches) > 1 else searches[0].shifted_ws()
+
+    def losses(shifted: torch.Tensor) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        parts = shifted.split(sizes)
+        return [evaluate_terms(s.terms, s.context(e, lr)) for s, e, lr in zip(searches, parts, lrs)]
+
+    # No host sync before backward: a non-finite loss is caught before the update instead.
+    slices = renderer.slices(sum(sizes))
+    if len(slices) == 1:
+        results = losses(renderer.embed(shifted_ws()))
+        torch.stack([loss for loss, _ in results]).sum().backward()
+    else:
+        # Chunked: embeddings without a graph, the loss's gradient w.r.t. them, then one
+        # forward+backward per chunk with that gradient. Exact, at the cost of one extra forward.
+        shifted = renderer.embed_nograd(shifted_ws().detach()).requires_grad_(True)
+        results = losses(shifted)
+        torch.stack([loss for loss, _ in results]).sum().backward()
+        grad = shifted.grad
+        for sl in slices:
+            renderer.embed(shifted_ws()[sl]).backward(grad[sl])
+
+    outcomes: list[TraceRecord | NonFiniteError] = []
+    for s, (loss, values), lr, opt in zip(searches, results, lrs, coefficient_optimizers):
+        try:
+            outcomes.append(s.update(loss, values, lr, opt))
+        except NonFiniteError as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
 # -- evaluation ------------------------------------------------------------------------------------
 
 
@@ -506,9 +548,11 @@ def evaluate_direction(
     *,
     alpha: float = 1.0,
     source_embeddings: torch.Tensor | None = None,
+    target_weights: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Transfer, consistency and the weighted loss of G(w + alpha b) on the sources ``ws``, without
-    coefficients; ``transfer_unedited`` is the transfer of the sources themselves, for comparison."""
+    coefficients; ``transfer_unedited`` is the transfer of the sources themselves, for comparison. With
+    several targets, ``transfer_per_target`` is each target's own transfer (edited, then unedited)."""
     import torch
 
     from essence.core.interfaces import LossContext
@@ -517,26 +561,41 @@ def evaluate_direction(
     src = renderer.embed_nograd(ws) if source_embeddings is None else source_embeddings
     shifted = renderer.embed_nograd(ws + alpha * direction[None])
     with torch.no_grad():
-        ctx = LossContext(target=target, sources=src, shifted=shifted, direction=alpha * direction)
+        ctx = LossContext(
+            target=target, sources=src, shifted=shifted, direction=alpha * direction, target_weights=target_weights
+        )
         values = {t.name: float(t.term(ctx)) for t in terms}
         loss = sum(t.weight * values[t.name] for t in terms if t.weight != 0)
         transfer = next(t for t in terms if t.name == "transfer").term
-        unedited = float(transfer(LossContext(target=target, sources=src, shifted=src)))
-    return {"count": int(ws.shape[0]), "alpha": alpha, "loss": loss, **values, "transfer_unedited": unedited}
+
+        def transfer_of(emb: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None) -> float:
+            return float(transfer(LossContext(target=targets, sources=src, shifted=emb, target_weights=weights)))
+
+        report = {"count": int(ws.shape[0]), "alpha": alpha, "loss": loss, **values}
+        report["transfer_unedited"] = transfer_of(src, target, target_weights)
+        if target.shape[0] > 1:
+            report["transfer_per_target"] = [
+                [transfer_of(shifted, target[k : k + 1], None), transfer_of(src, target[k : k + 1], None)]
+                for k in range(target.shape[0])
+            ]
+    return report
 
 
 # -- the whole optimisation ------------------------------------------------------------------------
 
 
-def embed_target(encoder: Encoder, target: TargetLike | Sequence[TargetLike]) -> torch.Tensor:
-    """Target embeddings ``(T, D)`` from paths, PIL images, preprocessed inputs ``(3|1x3, R, R)``,
-    or embeddings ``(T, D)`` (used as they are)."""
+def embed_target(
+    encoder: Encoder, target: TargetLike | Sequence[TargetLike] | None, texts: Sequence[str] = ()
+) -> torch.Tensor:
+    """Target embeddings ``(T, D)``: the images first (paths, PIL images, preprocessed inputs ``(3|1x3, R, R)``,
+    or embeddings ``(T, D)`` used as they are), then the ``texts`` through the encoder's text tower."""
     import torch
     from PIL import Image
 
-    items = list(target) if isinstance(target, (list, tuple)) else [target]
-    if not items:
-        raise EssenceError("No target given: pass a target image (--target FILE).")
+    items = [] if target is None else list(target) if isinstance(target, (list, tuple)) else [target]
+    texts = [texts] if isinstance(texts, str) else list(texts)
+    if not items and not texts:
+        raise EssenceError("No target given: pass a target image (--target FILE) or a text (--target-text TEXT).")
     out = []
     with torch.no_grad():
         for item in items:
@@ -554,7 +613,51 @@ def embed_target(encoder: Encoder, target: TargetLike | Sequence[TargetLike]) ->
                 out.append(encoder.embed_file(item).float())
             else:
                 raise EssenceError(f"A target must be an image path, a PIL image or a tensor, not {type(item).__name__}.")
+        if texts:
+            device = out[0].device if out else None
+            emb = encoder.embed_text(texts).float()
+            out.append(emb if device is None else emb.to(device))
     return torch.cat(out)
+
+
+def target_weights(weights: Sequence[float] | None, count: int) -> torch.Tensor | None:
+    """The targets' weights ``(T,)``, summing to 1, or None for equal weights (``target_weights`` unset)."""
+    import torch
+
+    if weights is None:
+        return None
+    if len(weights) != count:
+        raise EssenceError(
+            f"{len(weights)} target weight(s) for {count} target(s): give one weight per target, "
+            "image targets first, then text targets (--target-weights 1,0.5)."
+        )
+    w = torch.tensor([float(x) for x in weights], dtype=torch.float32)
+    return w / w.sum()
+
+
+def describe_targets(target: torch.Tensor, weights: torch.Tensor | None = None) -> dict[str, Any]:
+    """How much several targets agree in the encoder's space: the mean cosine over pairs of targets, the
+    lowest pair, and each target's cosine with their (weighted) mean. Low values: they do not share one
+    essence, and one direction will find a compromise (image and text embeddings of CLIP sit far apart even
+    when they agree, so compare pairs of the same kind)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = F.normalize(target.float(), dim=-1)
+    count = int(t.shape[0])
+    report: dict[str, Any] = {"count": count, "weights": None if weights is None else weights.tolist()}
+    if count < 2:
+        return {**report, "mean_pairwise_cosine": None, "min_pairwise_cosine": None, "cosine_to_mean": [1.0] * count}
+    cos = t @ t.T
+    pairs = cos[~torch.eye(count, dtype=torch.bool, device=cos.device)]
+    w = torch.full((count,), 1.0 / count) if weights is None else weights
+    mean = F.normalize((w.to(t)[:, None] * t).sum(0), dim=0)
+    return {
+        **report,
+        "mean_pairwise_cosine": float(pairs.mean()),
+        "min_pairwise_cosine": float(pairs.min()),
+        "cosine_to_mean": (t @ mean).tolist(),
+    }
 
 
 def resolve_sources(generator: Generator, sources: Any, config: RunConfig) -> torch.Tensor:
@@ -626,19 +729,23 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
 
 
 class TransferOptimizer:
-    """Restarts of :class:`DirectionSearch`, the held-out check, selection, interruption and checkpoints."""
+    """Restarts of :class:`DirectionSearch`, the held-out check, selection, interruption and checkpoints.
+
+    ``run()`` optimises it alone; :func:`optimize_together` steps several (one per target) in one batch.
+    """
 
     def __init__(
         self,
         generator: Generator,
         encoder: Encoder,
-        target: TargetLike | Sequence[TargetLike],
+        target: TargetLike | Sequence[TargetLike] | None,
         sources: Any = None,
         config: RunConfig | dict[str, Any] | str | None = None,
         init: Any = None,
         *,
         heldout: Any = None,
         callback: Callable[[StepEvent], None] | None = None,
+        texts: Sequence[str] = (),
     ) -> None:
         self.config = cfg = validate_run_config(config)
         self.generator, self.encoder = generator, encoder
@@ -648,7 +755,9 @@ class TransferOptimizer:
             raise EssenceError("Restarts need different inits: use init='random' with restarts > 1.")
         self.renderer = Renderer(generator, encoder, chunk=cfg.chunk, precision=cfg.precision, compile=cfg.compile)
         self.terms = build_terms(cfg)
-        self.target = embed_target(encoder, target).to(generator.device)
+        self.target = embed_target(encoder, target, texts).to(generator.device)
+        weights = target_weights(cfg.target_weights, self.target.shape[0])
+        self.target_weights = None if weights is None else weights.to(generator.device)
         self.sources = resolve_sources(generator, sources, cfg)
         self.heldout_ws = resolve_heldout(generator, heldout, cfg)
         self.source_embeddings = self.renderer.embed_nograd(self.sources)
@@ -666,40 +775,42 @@ class TransferOptimizer:
     def _new_search(self, restart: int) -> DirectionSearch:
         b, seed = resolve_init(self.generator, self.init, self.config, restart)
         return DirectionSearch(
-            self.renderer, self.terms, self.target, self.sources, self.source_embeddings, b, self.config, restart, seed
+            self.renderer, self.terms, self.target, self.sources, self.source_embeddings, b, self.config, restart,
+            seed, self.target_weights,
         )
 
     def run(self) -> TransferResult:
         """Optimise (or continue) until done, interrupted (KeyboardInterrupt or ``stop_requested``) or non-finite."""
-        cfg = self.config
-        try:
-            while self.restart < cfg.restarts:
-                if self.search is None:
-                    self.search = self._new_search(self.restart)
-                s = self.search
-                while not s.done:
-                    if self.stop_requested:
-                        raise KeyboardInterrupt
-                    started = time.perf_counter()
-                    record = s.step()
-                    self.step_seconds += time.perf_counter() - started
-                    self.steps_run += 1
-                    if self.callback is not None:
-                        self.callback(
-                            StepEvent(
-                                s.restart, record.step, cfg.steps, record, s.direction.detach(),
-                                None if s.coefficients is None else s.coefficients.detach(), s.best_loss, s.best_step,
-                            )
-                        )
-                self.completed.append(self._finish(s, "completed"))
-                self.search = None
-                self.restart += 1
-            self.status = "completed"
-        except KeyboardInterrupt:
-            self.status, self.message = "interrupted", "Interrupted."
-        except NonFiniteError as exc:
-            self.status, self.message = "nonfinite", str(exc) + " Kept the last good direction."
-        return self.result()
+        return optimize_together([self])[0]
+
+    def current_search(self) -> DirectionSearch | None:
+        """The search to step next, finishing the restarts that are done (their held-out check); None (and
+        status ``completed``) once every restart is."""
+        while self.restart < self.config.restarts:
+            if self.search is None:
+                self.search = self._new_search(self.restart)
+            if not self.search.done:
+                return self.search
+            self.completed.append(self._finish(self.search, "completed"))
+            self.search = None
+            self.restart += 1
+        self.status = "completed"
+        return None
+
+    def after_step(self, s: DirectionSearch, record: TraceRecord | NonFiniteError, seconds: float) -> None:
+        """Book one step of the search ``s``: its time and the callback, or the non-finite stop."""
+        if isinstance(record, NonFiniteError):
+            self.status, self.message = "nonfinite", str(record) + " Kept the last good direction."
+            return
+        self.step_seconds += seconds
+        self.steps_run += 1
+        if self.callback is not None:
+            self.callback(
+                StepEvent(
+                    s.restart, record.step, self.config.steps, record, s.direction.detach(),
+                    None if s.coefficients is None else s.coefficients.detach(), s.best_loss, s.best_step,
+                )
+            )
 
     @property
     def checkpoint_consistent(self) -> bool:
@@ -710,7 +821,8 @@ class TransferOptimizer:
         heldout = None
         if status == "completed" and self.heldout_ws is not None:
             report = evaluate_direction(
-                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha
+                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha,
+                target_weights=self.target_weights,
             )
             heldout = {"seed": self.config.heldout_seed if self.config.heldout.latents is None else None, **report}
         with_best = self.renderer.embed_nograd(self.sources + s.best[None])
@@ -787,31 +899,67 @@ class TransferOptimizer:
         torch.set_rng_state(state["rng"])
 
 
+def optimize_together(optimizers: Sequence[TransferOptimizer]) -> list[TransferResult]:
+    """Run several optimisers (one per target) to the end, stepping their current searches in one batch.
+
+    Each keeps its restarts, held-out check, selection and state (a packed run equals separate runs);
+    one that finishes or becomes non-finite leaves the batch, and the rest go on. A KeyboardInterrupt, or
+    ``stop_requested`` on any of them, interrupts all of them after the current step.
+    """
+    first = optimizers[0]
+    for o in optimizers[1:]:
+        if o.generator is not first.generator or o.encoder is not first.encoder:
+            raise EssenceError("Directions optimised together must share one generator and one encoder.")
+    for o in optimizers:
+        if o.status == "interrupted":
+            o.status, o.message = "running", ""  # run() again continues
+    try:
+        while True:
+            pairs = [(o, s) for o in optimizers if o.status == "running" and (s := o.current_search()) is not None]
+            if not pairs:
+                break
+            if any(o.stop_requested for o in optimizers):  # after the searches exist: a stop at step 0 keeps b's start
+                raise KeyboardInterrupt
+            started = time.perf_counter()
+            records = step_together(first.renderer, [s for _, s in pairs])
+            seconds = time.perf_counter() - started
+            for (o, s), record in zip(pairs, records):
+                o.after_step(s, record, seconds)
+    except KeyboardInterrupt:
+        for o in optimizers:
+            if o.status == "running":
+                o.status, o.message = "interrupted", "Interrupted."
+    return [o.result() for o in optimizers]
+
+
 def optimize_direction(
     generator: Generator,
     encoder: Encoder,
-    target: TargetLike | Sequence[TargetLike],
+    target: TargetLike | Sequence[TargetLike] | None = None,
     sources: Any = None,
     config: RunConfig | dict[str, Any] | str | None = None,
     init: Any = None,
     *,
     heldout: Any = None,
     callback: Callable[[StepEvent], None] | None = None,
+    texts: Sequence[str] = (),
 ) -> TransferResult:
     """Find the essence direction b of ``target`` for ``generator`` and ``encoder`` (paper eq. 8).
 
     - ``target``: an image path, a PIL image, a preprocessed encoder input ``(1, 3, R, R)`` (used as is),
-      target embeddings ``(T, D)``, or a list of these.
+      target embeddings ``(T, D)``, or a list of these (several images: one essence; see docs/method.md).
+    - ``texts``: text targets, embedded by the encoder's text tower (after the images).
     - ``sources``: W+ latents ``(N, num_ws, w_dim)``, a count (random, from the config's seed), a latent
       file, or None (the config's ``sources``).
     - ``config``: a RunConfig, a dict (``{"preset": "targetclip", "steps": 25}``), a preset name, or None
-      (the ``paper`` preset). Component settings in it (``generator``, ``encoder``, ``device``) are not used
-      here: the components are given.
+      (the ``paper`` preset). Its ``target_weights`` weigh the targets (images first, then texts).
+      Component settings in it (``generator``, ``encoder``, ``device``) and its ``target``/``target_text``
+      are not used here: the components and targets are given.
     - ``init``: b's start ``(num_ws, w_dim)`` or ``(1, num_ws, w_dim)``, ``"random"``, ``"zeros"``, a latent
       file, or None (the config's ``init``).
     - ``heldout``: held-out latents, a count, a file, or None (the config's ``heldout``; count 0 skips it).
     - ``callback(event)``: called after every step with a :class:`StepEvent`.
     """
     return TransferOptimizer(
-        generator, encoder, target, sources, config, init, heldout=heldout, callback=callback
+        generator, encoder, target, sources, config, init, heldout=heldout, callback=callback, texts=texts
     ).run()

@@ -80,11 +80,22 @@ def sheet(rows: Sequence[SheetRow], *, tile: int = 256, gap: int = 4) -> Image.I
             out.paste(fit_tile(img, tile), (x_of(i + 1), y))
         if isinstance(row.left, str):
             draw.rectangle([x_of(0), y, x_of(0) + tile - 1, y + tile - 1], fill=(235, 235, 235))
-            draw.text((x_of(0) + 6, y + tile // 2 - 6), row.left, fill=BLACK)
+            lines = wrap_text(row.left, tile)
+            top = y + max(2, tile // 2 - 6 * len(lines))
+            draw.multiline_text((x_of(0) + 6, top), "\n".join(lines), fill=BLACK, spacing=2)
         elif row.left is not None:
             _stack(out, draw, row.left, x_of(0), y, tile)
         y += tile
     return out
+
+
+def wrap_text(text: str, tile: int) -> list[str]:
+    """Lines of ``text`` that fit a tile in PIL's default font (about 6 px a character), at most a tile high."""
+    import textwrap
+
+    lines = textwrap.wrap(text, width=max(8, (tile - 12) // 6)) or [""]
+    most = max(1, (tile - 4) // 12)
+    return lines[:most] if len(lines) <= most else [*lines[: most - 1], lines[most - 1][:-3] + "..."]
 
 
 def _stack(out: Image.Image, draw: ImageDraw.ImageDraw, targets: Sequence[Image.Image], x: int, y: int, tile: int) -> None:
@@ -105,18 +116,30 @@ def contact_sheet(
     *,
     tile: int = 256,
     gap: int = 4,
+    texts: Sequence[str] = (),
 ) -> Image.Image:
-    """The paper's layout: sources along the top row, results below them, the target(s) at the left."""
+    """The paper's layout: sources along the top row, results below them, the target(s) at the left
+    (text targets: their words in the target's cell, or in the results' caption when there are images too)."""
     if len(results) != len(sources):
         raise ValueError("one result per source")
+    left, caption = target_cell(targets, texts)
     return sheet(
         [
             SheetRow(sources, None, {1: "sources"}),
-            SheetRow(results, list(targets), {0: "target", 1: "results"}),
+            SheetRow(results, left, {0: "target", 1: caption}),
         ],
         tile=tile,
         gap=gap,
     )
+
+
+def target_cell(targets: Sequence[Image.Image], texts: Sequence[str]) -> tuple[Union[list[Image.Image], str], str]:
+    """What a sheet's target cell shows (the images, stacked, else the text targets) and the results' caption
+    (which names the text targets when there are images too)."""
+    quoted = " + ".join(f'"{t}"' for t in texts)
+    if not targets:
+        return quoted, "results"
+    return list(targets), f"results (target images + {quoted})" if texts else "results"
 
 
 def comparison_figure(

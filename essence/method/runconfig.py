@@ -113,7 +113,15 @@ class RunConfig(DerivedSeeds, Strict):
     preset: str = Field("paper", description="Settings under everything else: paper, paper-ood or targetclip.")
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="stylegan2-ffhq"))
     encoder: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip-vitb32"))
-    target: list[str] = Field(default_factory=list, description="Target image file(s).")
+    target: list[str] = Field(
+        default_factory=list, description="Target image file(s); several images give one essence (one direction)."
+    )
+    target_text: list[str] = Field(
+        default_factory=list, description="Text targets, embedded by the encoder's text tower (after the images)."
+    )
+    target_weights: Union[list[float], None] = Field(
+        None, description="One weight per target, images first, then texts; default: equal weights."
+    )
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     init: InitConfig = Field(default_factory=InitConfig)
     inversion: InversionSettings = Field(
@@ -155,10 +163,45 @@ class RunConfig(DerivedSeeds, Strict):
         base = deep_merge(DEFAULT_COMPONENTS, preset_config(data.get("preset", "paper")))
         return deep_merge(base, data)
 
-    @field_validator("target", mode="before")
+    @field_validator("target", "target_text", mode="before")
     @classmethod
     def _one_target(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("target_text")
+    @classmethod
+    def _no_empty_text(cls, value: list[str]) -> list[str]:
+        if any(not t.strip() for t in value):
+            raise ValueError("a text target is empty")
+        return value
+
+    @field_validator("target_weights", mode="before")
+    @classmethod
+    def _weights_list(cls, value: Any) -> Any:
+        """``"1,0.5"`` (as --target-weights and --set give it) or a list."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return [value]
+        if isinstance(value, str):
+            try:
+                return [float(v) for v in value.split(",") if v.strip()]
+            except ValueError:
+                raise ValueError(f"target weights must be numbers separated by commas, not {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _weights_fit_targets(self) -> RunConfig:
+        w = self.target_weights
+        if w is None:
+            return self
+        if any(x < 0 for x in w) or not any(x > 0 for x in w):
+            raise ValueError("target weights must be >= 0, and at least one > 0")
+        count = len(self.target) + len(self.target_text)
+        if count and len(w) != count:
+            raise ValueError(
+                f"{len(w)} target weight(s) for {count} target(s) ({len(self.target)} image(s), "
+                f"{len(self.target_text)} text(s)): give one weight per target, images first, then texts"
+            )
+        return self
 
     @field_validator("losses")
     @classmethod

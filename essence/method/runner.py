@@ -13,7 +13,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,8 +86,10 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     from essence.core.images import load_image
     from essence.core.registry import get_registry
 
-    if not config.target:
-        raise EssenceError("No target image: pass --target FILE (or set `target` in the config).")
+    if not config.target and not config.target_text:
+        raise EssenceError(
+            "No target: pass --target FILE or --target-text TEXT (or set `target` / `target_text` in the config)."
+        )
     registry = get_registry()
     device = resolve_device(config.device)
     gen_reg = registry.get("generator", config.generator.name)
@@ -102,7 +104,7 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
     check_latent_files(latent_files(config))
-    stem = Path(config.target[0]).stem if config.target else "run"
+    stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
     run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
     prepare_out(
         run_dir,
@@ -114,6 +116,14 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def text_stem(text: str, length: int = 40) -> str:
+    """A file-name stem from a text target: lower-case words joined by dashes (``an-old-man``)."""
+    import re
+
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(words)[:length].strip("-") or "text"
 
 
 def build_components(p: Prepared) -> tuple[Any, Any]:
@@ -155,16 +165,19 @@ def photo_inputs(
 
 
 @contextlib.contextmanager
-def _stop_on_sigint(engine: TransferOptimizer, notify: Callable[[str], None] | None) -> Iterator[None]:
-    """First Ctrl-C: finish the current step, then stop cleanly. Second: the usual KeyboardInterrupt."""
+def stop_on_sigint(engines: Sequence[TransferOptimizer], notify: Callable[[str], None] | None) -> Iterator[None]:
+    """First Ctrl-C: finish the current step, then stop cleanly. Second: the usual KeyboardInterrupt.
+
+    ``engines`` may grow while it is active (a batch adds the runs it starts)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if engine.stop_requested:
+        if not engines or any(e.stop_requested for e in engines):
             raise KeyboardInterrupt
-        engine.stop_requested = True
+        for e in engines:
+            e.stop_requested = True
         if notify is not None:
             notify("Stopping after this step (Ctrl-C again to stop at once)...")
 
@@ -197,12 +210,10 @@ def execute_run(
     cfg = validate_run_config(config)
     p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
     generator, encoder = build_components(p)
-    write_json(p.out / "config.json", p.config.model_dump(mode="json"))
-    sources, init = photo_inputs(p, generator, notify, progress)
-    engine = TransferOptimizer(generator, encoder, p.targets, sources, config=p.config, init=init, callback=None)
+    run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
     if on_engine is not None:
-        on_engine(engine)
-    return _drive(engine, p, generator, encoder, callback, on_start, notify, handle_sigint, elapsed=0.0)
+        on_engine(run.engine)
+    return _drive(run, on_start, notify, handle_sigint)
 
 
 def resume_run(
@@ -214,6 +225,17 @@ def resume_run(
     handle_sigint: bool = False,
 ) -> RunOutcome:
     """Continue an interrupted run from ``run_dir/checkpoint.pt`` with its own config."""
+    p, state = read_checkpoint(run_dir)
+    generator, encoder = build_components(p)
+    run = continue_run(p, state, generator, encoder, callback)
+    if notify is not None:
+        engine, cfg = run.engine, p.config
+        notify(f"Resuming {p.out} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
+    return _drive(run, on_start, notify, handle_sigint)
+
+
+def read_checkpoint(run_dir: str | Path) -> tuple[Prepared, dict[str, Any]]:
+    """The checks and the checkpoint of an interrupted run folder, before any model is built."""
     import json
 
     import torch
@@ -234,14 +256,79 @@ def resume_run(
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise EssenceError(f"Cannot read checkpoint {ckpt}: {exc}") from None
-    p = prepare(cfg, out=run_dir, resuming=True)
-    generator, encoder = build_components(p)
+    return prepare(cfg, out=run_dir, resuming=True), state
+
+
+@dataclass
+class ActiveRun:
+    """A run being optimised: its folder, its engine and its clock (checkpoints every K steps as it goes)."""
+
+    p: Prepared
+    engine: TransferOptimizer
+    generator: Any
+    encoder: Any
+    elapsed: float = 0.0
+    callback: Callable[[StepEvent], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.started = time.perf_counter()
+        self.engine.callback = self._on_step
+
+    def elapsed_now(self) -> float:
+        return self.elapsed + time.perf_counter() - self.started
+
+    def _on_step(self, event: StepEvent) -> None:
+        every = self.p.config.checkpoint_every
+        if every and (event.step + 1) % every == 0:
+            save_checkpoint(self.engine, self.p.out, self.elapsed_now())
+        if self.callback is not None:
+            self.callback(event)
+
+    def finish(self) -> RunOutcome:
+        """After the engine stopped: the checkpoint (kept while interrupted, removed when complete), the run folder."""
+        engine, p = self.engine, self.p
+        result = engine.result()
+        seconds = self.elapsed_now()
+        if result.status == "completed":
+            (p.out / CHECKPOINT).unlink(missing_ok=True)
+        elif engine.checkpoint_consistent and result.status == "interrupted":
+            save_checkpoint(engine, p.out, seconds)
+        rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
+        metrics = write_run_folder(
+            p, engine, result, self.generator, self.encoder, seconds=seconds, seconds_per_step=rate,
+            images=result.status != "interrupted",
+        )
+        return RunOutcome(p.out, result, metrics)
+
+
+def start_run(
+    p: Prepared,
+    generator: Any,
+    encoder: Any,
+    callback: Callable[[StepEvent], None] | None = None,
+    *,
+    notify: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> ActiveRun:
+    """A new run with built components: its config.json is written, its photos inverted, its targets embedded."""
+    write_json(p.out / "config.json", p.config.model_dump(mode="json"))
+    sources, init = photo_inputs(p, generator, notify, progress)
+    engine = TransferOptimizer(
+        generator, encoder, p.targets, sources, config=p.config, init=init, texts=p.config.target_text
+    )
+    return ActiveRun(p, engine, generator, encoder, callback=callback)
+
+
+def continue_run(
+    p: Prepared, state: dict[str, Any], generator: Any, encoder: Any, callback: Callable[[StepEvent], None] | None = None
+) -> ActiveRun:
+    """An interrupted run with built components, at the state of its checkpoint."""
     inputs = state["inputs"]
     init = None
-    if cfg.init.mode == "target":
+    if p.config.init.mode == "target":
         from essence.method.artifacts import load_latents
 
-        init = load_latents(run_dir / "init.safetensors", what="The inverted target")[0].to(generator.device)
+        init = load_latents(p.out / "init.safetensors", what="The inverted target")[0].to(generator.device)
     engine = TransferOptimizer(
         generator,
         encoder,
@@ -252,9 +339,7 @@ def resume_run(
         heldout=0 if inputs["heldout"] is None else inputs["heldout"].to(generator.device),
     )
     engine.load_state_dict(state["engine"])
-    if notify is not None:
-        notify(f"Resuming {run_dir} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
-    return _drive(engine, p, generator, encoder, callback, on_start, notify, handle_sigint, float(state["elapsed"]))
+    return ActiveRun(p, engine, generator, encoder, float(state["elapsed"]), callback)
 
 
 def _steps_done(engine: TransferOptimizer, cfg: RunConfig) -> int:
@@ -263,46 +348,18 @@ def _steps_done(engine: TransferOptimizer, cfg: RunConfig) -> int:
 
 
 def _drive(
-    engine: TransferOptimizer,
-    p: Prepared,
-    generator: Any,
-    encoder: Any,
-    callback: Callable[[StepEvent], None] | None,
+    run: ActiveRun,
     on_start: Callable[[RunConfig, int], None] | None,
     notify: Callable[[str], None] | None,
     handle_sigint: bool,
-    elapsed: float,
 ) -> RunOutcome:
-    cfg = p.config
-    start = time.perf_counter()
-    done_before = _steps_done(engine, cfg)
-
-    def elapsed_now() -> float:
-        return elapsed + time.perf_counter() - start
-
-    def on_step(event: StepEvent) -> None:
-        if cfg.checkpoint_every and (event.step + 1) % cfg.checkpoint_every == 0:
-            save_checkpoint(engine, p.out, elapsed_now())
-        if callback is not None:
-            callback(event)
-
-    engine.callback = on_step
+    run.started = time.perf_counter()
     if on_start is not None:
-        on_start(cfg, done_before)
-    guard = _stop_on_sigint(engine, notify) if handle_sigint else contextlib.nullcontext()
+        on_start(run.p.config, _steps_done(run.engine, run.p.config))
+    guard = stop_on_sigint([run.engine], notify) if handle_sigint else contextlib.nullcontext()
     with guard:
-        result = engine.run()
-    seconds = elapsed_now()
-    if result.status == "completed":
-        (p.out / CHECKPOINT).unlink(missing_ok=True)
-    elif engine.checkpoint_consistent and result.status == "interrupted":
-        save_checkpoint(engine, p.out, seconds)
-    rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
-    metrics = write_run_folder(
-        p, engine, result, generator, encoder, seconds=seconds, seconds_per_step=rate,
-        images=result.status != "interrupted",
-    )
-    return RunOutcome(p.out, result, metrics)
+        run.engine.run()
+    return run.finish()
 
 
 def save_checkpoint(engine: TransferOptimizer, out: Path, elapsed: float) -> Path:
@@ -401,6 +458,7 @@ def write_run_folder(
         "final_loss": trace[-1].loss if trace else None,
         "final": trace[-1].row() if trace else None,
         "heldout": result.heldout,
+        "targets": target_report(cfg, engine),
         "restart_results": [
             {
                 "restart": r.restart,
@@ -418,6 +476,14 @@ def write_run_folder(
     }
     write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def target_report(cfg: RunConfig, engine: TransferOptimizer) -> dict[str, Any]:
+    """The targets of a run and how much they agree (``describe_targets``): for metrics.json and the summary."""
+    from essence.method.engine import describe_targets
+
+    report = describe_targets(engine.target, engine.target_weights)
+    return {"images": list(cfg.target), "texts": list(cfg.target_text), **report}
 
 
 def write_images(p: Prepared, engine: TransferOptimizer, result: TransferResult) -> list[str]:
@@ -442,7 +508,8 @@ def write_images(p: Prepared, engine: TransferOptimizer, result: TransferResult)
             save_image(s, out / "images" / f"{prefix}source_{i:02d}.png")
             save_image(r, out / "images" / f"{prefix}result_{i:02d}.png")
             files += [f"images/{prefix}source_{i:02d}.png", f"images/{prefix}result_{i:02d}.png"]
-        save_image(contact_sheet(p.targets, sources, results, tile=tile), out / f"{prefix}sheet.png")
+        sheet = contact_sheet(p.targets, sources, results, tile=tile, texts=p.config.target_text)
+        save_image(sheet, out / f"{prefix}sheet.png")
         files.append(f"{prefix}sheet.png")
     return files
 

@@ -114,7 +114,8 @@ def open_run(path: str | Path) -> RunFolder:
     cfg = validate_run_config(data)
     h = cfg.heldout
     return RunFolder(
-        p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder), target_images(p, cfg.target),
+        p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder),
+        target_images(p, cfg.target) if cfg.target else [],
         h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=h.alpha,
         direction=load_direction(p / "direction.safetensors"), status=status,
     )
@@ -278,6 +279,7 @@ def evaluate_run(
         sources=renderer.images(ws),
         results=renderer.images(results),
         targets=run.targets,
+        target_texts=list(getattr(run.config, "target_text", [])),
         source_ws=ws,
         result_ws=results,
         method=run.method,

@@ -1,6 +1,6 @@
 """The two loss terms of the paper (TargetCLIP, Chefer et al. 2022), on L2-normalised embeddings.
 
-transfer    (eq. 6): mean over sources of 1 - cos(C(I_t), C(G(w + b)))
+transfer    (eq. 6): mean over sources of 1 - cos(C(I_t), C(G(w + b))); several targets: their weighted mean
 consistency (eq. 7): mean over pairs i != j of 1 - cos(delta_i, delta_j),  delta = C(G(w + b)) - C(G(w))
 """
 
@@ -21,12 +21,20 @@ def _normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 class Transfer(essence.LossTerm):
-    """Paper eq. 6: how far the shifted sources are from the target in embedding space."""
+    """Paper eq. 6: how far the shifted sources are from the target in embedding space.
+
+    Several targets: one transfer loss per target, averaged with the targets' weights (equal by default).
+    The loss is linear in each target's embedding, so this is 1 - cos to the weighted mean of the unit
+    target embeddings, scaled by that mean's length (docs/method.md says why it is not renormalised).
+    """
 
     def __call__(self, ctx: essence.LossContext) -> torch.Tensor:
         target = _normalize(ctx.target.reshape(-1, ctx.target.shape[-1]))
         shifted = _normalize(ctx.shifted)
-        return (1 - shifted @ target.T.to(shifted)).mean()
+        distance = 1 - shifted @ target.T.to(shifted)  # (N, T)
+        if ctx.target_weights is None:
+            return distance.mean()
+        return distance.mean(0) @ ctx.target_weights.to(distance)
 
 
 class Consistency(essence.LossTerm):

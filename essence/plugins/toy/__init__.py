@@ -67,8 +67,8 @@ def build_toy_clip(config: ToyClipConfig) -> Any:
         raise essence.WeightsError(f"The toy-clip weights are missing from the installed package ({CLIP_WEIGHTS}); reinstall essence-transfer.")
     with safe_open(str(CLIP_WEIGHTS), "pt") as f:
         arch = json.loads(f.metadata()["arch"])
-    arch.pop("quick_gelu", None)  # the RN50-quickgelu base sets it; only the image tower is used
-    return essence.get_encoder(
+    arch.pop("quick_gelu", None)  # the RN50-quickgelu base sets it
+    encoder = essence.get_encoder(
         "openclip",
         arch="RN50-quickgelu",
         architecture=arch,
@@ -77,6 +77,15 @@ def build_toy_clip(config: ToyClipConfig) -> Any:
         resample=config.resample,
         normalize=config.normalize,
     )
+
+    def text() -> Any:
+        """The word tower, with toy-clip's own word-level tokenizer (open_clip's BPE does not fit it)."""
+        from essence.plugins.toy.toyclip import load_toy_clip
+
+        return load_toy_clip(CLIP_WEIGHTS, device=str(encoder.device)).encode_texts
+
+    encoder.set_text(text)
+    return encoder
 
 
 @essence.hookimpl

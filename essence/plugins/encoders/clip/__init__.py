@@ -21,13 +21,15 @@ import essence
 
 ASSETS_FILE = Path(__file__).with_name("assets.json")
 
-#: Tiny random towers for contract tests (2 even heads, so attention takes the same paths as the real models).
-TINY_VIT: dict[str, Any] = {"embed_dim": 32, "vision_layers": 2, "vision_width": 128, "vision_patch_size": 32}
-TINY_RN: dict[str, Any] = {"embed_dim": 32, "vision_layers": [1, 1, 1, 1], "vision_width": 8}
+#: Tiny random towers for contract tests (2 even heads, so attention takes the same paths as the real models);
+#: their text towers keep the real vocabulary, so the real tokenizers work with them.
+TINY_TEXT: dict[str, Any] = {"transformer_width": 64, "transformer_heads": 1, "transformer_layers": 1}
+TINY_VIT: dict[str, Any] = {"embed_dim": 32, "vision_layers": 2, "vision_width": 128, "vision_patch_size": 32, **TINY_TEXT}
+TINY_RN: dict[str, Any] = {"embed_dim": 32, "vision_layers": [1, 1, 1, 1], "vision_width": 8, **TINY_TEXT}
 TINY_OPENCLIP: dict[str, Any] = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 128, "patch_size": 32},
-    "text_cfg": {"context_length": 77, "vocab_size": 512, "width": 64, "heads": 1, "layers": 1},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
 }
 
 

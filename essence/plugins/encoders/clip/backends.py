@@ -2,7 +2,8 @@
 
 ``architecture`` dicts use the argument names of ``clip.model.CLIP`` for the image tower:
 ``embed_dim``, ``image_resolution``, ``vision_layers`` (an int for a ViT, four ints for a ResNet),
-``vision_width`` and ``vision_patch_size`` (ViT only). Head counts follow OpenAI's convention (a head
+``vision_width`` and ``vision_patch_size`` (ViT only); the text tower's are ``context_length``,
+``vocab_size``, ``transformer_width``, ``transformer_heads`` and ``transformer_layers``. Head counts follow OpenAI's convention (a head
 is 64 wide), because checkpoints do not record them.
 """
 
@@ -18,12 +19,21 @@ import torch
 
 from essence import ConfigError, EssenceError
 
+#: The text tower of OpenAI's ViT-B/32 and RN50 (for text targets; built only when a text is embedded).
+OPENAI_TEXT: dict[str, Any] = {
+    "context_length": 77,
+    "vocab_size": 49408,
+    "transformer_width": 512,
+    "transformer_heads": 8,
+    "transformer_layers": 12,
+}
 VIT_B32: dict[str, Any] = {
     "embed_dim": 512,
     "image_resolution": 224,
     "vision_layers": 12,
     "vision_width": 768,
     "vision_patch_size": 32,
+    **OPENAI_TEXT,
 }
 RN50: dict[str, Any] = {
     "embed_dim": 1024,
@@ -31,6 +41,7 @@ RN50: dict[str, Any] = {
     "vision_layers": [3, 4, 6, 3],
     "vision_width": 64,
     "vision_patch_size": None,
+    **OPENAI_TEXT,
 }
 ARCH_KEYS = frozenset(VIT_B32)
 

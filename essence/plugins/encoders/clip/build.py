@@ -24,6 +24,7 @@ from essence.plugins.encoders.clip.backends import (
 )
 from essence.plugins.encoders.clip.checkpoint import infer_architecture, read_weights
 from essence.plugins.encoders.clip.encoder import CLIPEncoder, check_precision
+from essence.plugins.encoders.clip.text import TEXT_KEYS, openai_text, openclip_text, text_state
 
 
 def load_visual(tower: torch.nn.Module, state: Mapping[str, torch.Tensor], where: Any, assign: bool = False) -> None:
@@ -73,6 +74,9 @@ def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
         with seeded(0):
             tower = openai_visual(arch)
         weights_id = "random"
+
+        def text() -> Any:
+            return openai_text(arch, None, device, "random weights")
     else:
         if config.architecture:
             raise ConfigError(
@@ -89,6 +93,10 @@ def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
             tower = openai_visual(arch)
         load_visual(tower, state, path, assign=True)
         weights_id = _weights_id(info)
+        del state
+        # The text tower is read again from the file only if a text is embedded (most runs embed none);
+        # an image-tower-only file has none.
+        text = (lambda: openai_text(arch, read_weights(path)[0], device, path)) if "transformer_width" in arch else None
     return CLIPEncoder(
         tower,
         embed_dim=int(arch["embed_dim"]),
@@ -98,6 +106,7 @@ def build_openai(config: Any, preset: Mapping[str, Any]) -> CLIPEncoder:
         precision=config.precision,
         device=device,
         weights_id=weights_id,
+        text=text,
     )
 
 
@@ -148,22 +157,35 @@ def build_openclip(config: Any) -> CLIPEncoder:
     else:
         weights_id = "random"
 
-    try:
-        with seeded(0), _quiet_random_init_notice():
-            model = open_clip.create_model(
-                arch,
-                pretrained=tag,
-                force_quick_gelu=quick_gelu,
-                device="cpu",
-                precision="fp32",
-                **dict(config.architecture or {}),
-            )
-    except TypeError as exc:
-        raise ConfigError(f"open_clip rejected the architecture overrides {config.architecture}: {exc}") from None
-    except RuntimeError as exc:
-        raise WeightsError(f"open_clip could not build {arch!r} with pretrained={tag!r}: {exc}") from None
+    def create() -> Any:
+        try:
+            with seeded(0), _quiet_random_init_notice():
+                return open_clip.create_model(
+                    arch,
+                    pretrained=tag,
+                    force_quick_gelu=quick_gelu,
+                    device="cpu",
+                    precision="fp32",
+                    **dict(config.architecture or {}),
+                )
+        except TypeError as exc:
+            raise ConfigError(f"open_clip rejected the architecture overrides {config.architecture}: {exc}") from None
+        except RuntimeError as exc:
+            raise WeightsError(f"open_clip could not build {arch!r} with pretrained={tag!r}: {exc}") from None
+
+    def text_from_file() -> Any:  # the text tower is built again, from the file, only if a text is embedded
+        rebuilt = create()
+        load_text(rebuilt, read_weights(path)[0], path)
+        return openclip_text(rebuilt, arch, device)
+
+    model = create()
+    text: Any = None
     if state is not None:
         load_visual(model.visual, state, path)
+        text = text_from_file if text_state(state) else None
+    elif callable(getattr(model, "encode_text", None)):
+        text = lambda: openclip_text(create(), arch, device)  # noqa: E731
+    del state
     return CLIPEncoder.from_model(
         model,
         resample=config.resample,
@@ -171,4 +193,21 @@ def build_openclip(config: Any) -> CLIPEncoder:
         precision=config.precision,
         device=device,
         weights_id=weights_id,
+        text=text,
     )
+
+
+def load_text(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: Any) -> None:
+    """Load the text tower's part of a CLIP state dict into an open_clip model; a mismatch is a WeightsError."""
+    text = text_state(state)
+    try:
+        missing, unexpected = model.load_state_dict(text, strict=False)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[-1].strip()
+        raise WeightsError(f"{where}: the text weights do not fit the text tower ({detail}).") from None
+    missing = [k for k in missing if k.startswith(TEXT_KEYS)]
+    if missing or unexpected:
+        raise WeightsError(
+            f"{where}: the text weights do not fit the text tower (missing {sorted(missing)[:4]}, "
+            f"unexpected {sorted(unexpected)[:4]})."
+        )

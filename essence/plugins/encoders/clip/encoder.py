@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -59,6 +59,9 @@ class CLIPEncoder(torch.nn.Module, essence.Encoder):
     (``resample``: ``"area"`` or ``"bicubic"``), applies CLIP's mean/std when ``normalize`` (False
     feeds [-1, 1] images as the official TargetCLIP code does), runs the tower (under CUDA autocast
     for ``precision`` fp16/bf16) and L2-normalises in fp32. Gradients flow to the input only.
+
+    ``text``, when given, builds the text tower on the first :meth:`embed_text` (a function
+    ``texts -> features (T, D)``); without it the encoder has no text tower (``has_text`` is False).
     """
 
     def __init__(
@@ -74,8 +77,11 @@ class CLIPEncoder(torch.nn.Module, essence.Encoder):
         precision: Precision = "fp32",
         device: str | torch.device | None = None,
         weights_id: str = "unknown",
+        text: Callable[[], Callable[[Sequence[str]], torch.Tensor]] | None = None,
     ) -> None:
         super().__init__()
+        self._text_factory = text
+        self._text: Callable[[Sequence[str]], torch.Tensor] | None = None
         if resample not in ("area", "bicubic"):
             raise ConfigError(f"Unknown resample {resample!r}; use 'area' or 'bicubic'.")
         self.tower = tower
@@ -149,6 +155,29 @@ class CLIPEncoder(torch.nn.Module, essence.Encoder):
         else:
             features = self.tower(x)
         return F.normalize(features.float(), dim=-1)
+
+    @property
+    def has_text(self) -> bool:
+        return self._text_factory is not None
+
+    def set_text(self, factory: Callable[[], Callable[[Sequence[str]], torch.Tensor]] | None) -> None:
+        """Give the encoder a text tower: ``factory()`` returns ``texts -> features (T, D)`` in this image
+        tower's space (a model with its own tokenizer, such as toy-clip, brings its own)."""
+        self._text_factory, self._text = factory, None
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts:
+            return super().embed_text(texts)
+        if self._text_factory is None:
+            raise EssenceError(
+                "This CLIP encoder has no text tower (its weights hold only the image tower), so it cannot "
+                "embed text targets: use image targets, or CLIP weights that include the text tower."
+            )
+        if self._text is None:
+            self._text = self._text_factory()
+        with torch.no_grad():
+            return F.normalize(self._text(texts).float(), dim=-1).to(self.device)
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """CLIP's standard transform: short side to R (bicubic), centre crop R, RGB, [0, 1], mean/std."""
