@@ -173,10 +173,12 @@ def execute_apply(
     overwrite: bool = False,
     command: str = "apply",
     progress: Callable[[int, int, float], None] | None = None,
+    rendered: Callable[[int, int], None] | None = None,
 ) -> ApplyOutcome:
     """Render the grid and the images; every input is checked before the generator is built. Source photos
     are aligned and inverted (``progress(step, steps, loss)`` follows an optimising inverter) and their
-    latents kept as ``sources.safetensors``, for reuse."""
+    latents kept as ``sources.safetensors``, for reuse. ``rendered(done, total)`` follows the rendering,
+    one alpha column at a time."""
     from essence.core.files import write_json
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
@@ -211,7 +213,13 @@ def execute_apply(
     b = direction.b.to(ws)
     tile = config.tile or min(int(generator.resolution), 256)
     (out / "images").mkdir(exist_ok=True)
-    columns = [to_pil(renderer.images(ws + alpha * b[None])) for alpha in config.alphas]
+    columns = []
+    for alpha in config.alphas:
+        if rendered is not None:
+            rendered(len(columns), len(config.alphas))
+        columns.append(to_pil(renderer.images(ws + alpha * b[None])))
+    if rendered is not None:
+        rendered(len(columns), len(config.alphas))
     rows = [[columns[c][r] for c in range(len(config.alphas))] for r in range(ws.shape[0])]
     for r, row in enumerate(rows):
         for alpha, img in zip(config.alphas, row):
