@@ -57,7 +57,7 @@ def test_run_bar_at_80_columns_shows_steps_and_eta_first_and_every_value(monkeyp
     assert all(len(line) <= 80 for line in lines)
     text = " ".join(lines)
     assert "…" not in text
-    for part in ("restart 1/2", "loss 0.5123", "transfer 0.4123", "consistency loss 0.1235"):
+    for part in ("restart 1/2", "loss 0.5123", "transfer loss 0.4123", "consistency loss 0.1235"):
         assert part in text
 
 

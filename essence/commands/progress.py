@@ -115,7 +115,7 @@ class RunProgress(StageProgress):
             self.device = where.type
         self.timed.append(time.monotonic())
         desc = f"restart {event.restart + 1}/{self.restarts}" if self.restarts > 1 else "optimising"
-        losses = f"loss {r.loss:.4f}  transfer {r.transfer:.4f}  consistency loss {r.consistency:.4f}"
+        losses = f"loss {r.loss:.4f}  transfer loss {r.transfer:.4f}  consistency loss {r.consistency:.4f}"
         self.advance("optimising", self.done, self.total, losses, description=desc)
         if not self.estimated and len(self.timed) > ESTIMATE_AFTER:
             self.estimated = True
@@ -162,8 +162,8 @@ class RunProgress(StageProgress):
         if h:
             table.add_row(
                 f"held-out ({h['count']} sources)",
-                f"transfer {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
-                f"consistency {h['consistency']:.4f}, loss {h['loss']:.4f}",
+                f"transfer loss {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
+                f"consistency loss {h['consistency']:.4f}, loss {h['loss']:.4f} (lower is better)",
             )
         t = m.get("targets") or {}
         if t.get("count", 0) > 1:

@@ -340,7 +340,7 @@ def table_cells(
     column per run; undefined values are ``n/a``."""
     runs = report["runs"]
     labels = list(labels) if labels is not None else [_short(r["run"]) for r in runs]
-    title = "essence eval: held-out sources"
+    title = "essence eval: held-out sources (↑ higher is better, ↓ lower is better)"
     if report.get("judge") is None:
         title += " (judged by each run's own encoder only: pass --encoder for an independent judge)"
     headers = ["metric", "encoder"]
