@@ -184,7 +184,7 @@ def execute_apply(
     from essence.core.registry import get_registry
     from essence.method.engine import Renderer
     from essence.method.artifacts import source_latents
-    from essence.method.figures import image_grid
+    from essence.method.figures import labelled_grid
 
     direction, direction_path = open_direction(config.direction)
     spec = generator_spec_for(direction, config.generator)
@@ -226,7 +226,9 @@ def execute_apply(
             name = f"images/source_{r:02d}_alpha_{alpha_label(alpha)}.png"
             save_image(img, out / name)
             files.append(name)
-    save_image(image_grid(rows, tile), out / "grid.png")
+    names = inversion["names"] if inversion else [f"source {r}" for r in range(len(rows))]
+    grid, origin = labelled_grid(rows, tile, [f"alpha {a:g}" for a in config.alphas], names)
+    save_image(grid, out / "grid.png")
     record = {
         "command": command,
         "direction": str(direction_path),
@@ -242,6 +244,7 @@ def execute_apply(
         "alphas": list(config.alphas),
         "grid": {
             "file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile,
+            "origin": list(origin), "row_labels": names,
         },
         "files": ["grid.png", "apply.json", *files],
     }
