@@ -58,6 +58,19 @@ class Registration:
     #: A loss term's extra inputs (``images``, ``source_images``, ``source_ws``): the engine fills those
     #: LossContext fields only when an active term asked (see ``interfaces.LOSS_NEEDS``).
     needs: frozenset[str] = frozenset()
+    #: A generator's W+ shape ``(num_ws, w_dim)`` from its validated config, without building it or
+    #: loading weights (``wplus(config)``; None, or returning None: not known until it is built).
+    wplus: Callable[[Any], tuple[int, int] | None] | None = None
+
+    def wplus_shape(self, **config: Any) -> tuple[int, int] | None:
+        """``(num_ws, w_dim)`` of this generator at ``config``, from metadata only; None when unknown."""
+        if self.wplus is None:
+            return None
+        try:
+            validated = self.validate(**config)
+        except EssenceError:  # a config that cannot be complete yet (no weights named): not known
+            return None
+        return self.wplus(validated)
 
     def missing(self) -> list[str]:
         """The modules of ``requires`` that are not installed (found without importing them)."""
@@ -140,6 +153,7 @@ class Registry:
             requires: tuple[str, ...] | list[str] = (),
             extra: str | None = None,
             needs: Iterable[str] = (),
+            wplus: Callable[[Any], tuple[int, int] | None] | None = None,
         ) -> None:
             wanted = frozenset(needs)
             if wanted and kind != "loss":
@@ -150,6 +164,8 @@ class Registry:
                     f"{plugin}: the loss {name!r} needs {', '.join(map(repr, unknown))}; "
                     f"a loss term may need only {', '.join(sorted(LOSS_NEEDS))}."
                 )
+            if wplus is not None and kind != "generator":
+                raise EssenceError(f"{plugin}: wplus= is for generators, not the {kind} {name!r}.")
             if not description:
                 doc = (getattr(factory, "__doc__", None) or "").strip()
                 description = doc.splitlines()[0] if doc else ""
@@ -167,6 +183,7 @@ class Registry:
                     requires=tuple(requires),
                     extra=extra,
                     needs=wanted,
+                    wplus=wplus,
                 )
             )
 
