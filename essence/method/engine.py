@@ -4,7 +4,9 @@ One step (see docs/specs/targetclip-reference.md for the official loop it can re
 render the shifted sources G(w_s + c_s b) in one batch, embed them, sum the weighted loss terms on the
 embeddings, back-propagate, step the coefficients' Adam (when on), then the direction's Adam (classic L2
 weight decay) with the scheduled lr. Trace values are logged before the update. The source embeddings are
-computed once: they do not depend on b. Nothing is rendered to disk while optimising.
+computed once: they do not depend on b. A loss term that asked at registration for the images (an identity
+loss) gets G(w_s + c_s b) and G(w_s) too; runs without one keep only the embeddings. Nothing is rendered to
+disk while optimising.
 
 The engine takes ready-made components, so tests and notebooks can pass any Generator and Encoder;
 ``essence run`` (essence.method.runner) builds them from a RunConfig and writes the run folder.
