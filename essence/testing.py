@@ -72,18 +72,25 @@ def check_encoder(enc: Encoder, sizes: tuple[int, ...] = (32, 64), n: int = 2) -
         )
 
 
-def check_loss(loss: Any, n: int = 3, dim: int = 8) -> None:
+def check_loss(loss: Any, n: int = 3, dim: int = 8, needs: Any = ()) -> None:
+    """A scalar, finite loss with a finite gradient; ``needs`` (as registered) adds images ``(n, 3, 16, 16)``
+    in [-1, 1] (differentiable), source images and source latents ``(n, 4, dim)`` to the context."""
     import torch
     import torch.nn.functional as F
 
     assert callable(loss), "a loss term must be callable on a LossContext"
     gen = torch.Generator().manual_seed(0)
+    needs = frozenset(needs)
 
     def unit(*shape: int) -> torch.Tensor:
         return F.normalize(torch.randn(*shape, generator=gen), dim=-1)
 
+    def picture() -> torch.Tensor:
+        return torch.rand(n, 3, 16, 16, generator=gen) * 2 - 1
+
     shifted = unit(n, dim).requires_grad_(True)
     direction = torch.randn(4, dim, generator=gen).requires_grad_(True)
+    images = picture().requires_grad_(True) if "images" in needs else None
     ctx = LossContext(
         target=unit(1, dim),
         sources=unit(n, dim),
@@ -91,12 +98,15 @@ def check_loss(loss: Any, n: int = 3, dim: int = 8) -> None:
         direction=direction,
         coefficients=torch.ones(n),
         step=0,
+        images=images,
+        source_images=picture() if "source_images" in needs else None,
+        source_ws=torch.randn(n, 4, dim, generator=gen) if "source_ws" in needs else None,
     )
     value = loss(ctx)
     assert isinstance(value, torch.Tensor) and value.dim() == 0, "a loss term must return a scalar tensor"
     assert torch.isfinite(value), "the loss is not finite"
     value.backward()
-    grads = [t.grad for t in (shifted, direction) if t.grad is not None]
+    grads = [t.grad for t in (shifted, direction, images) if t is not None and t.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads), "no finite gradient flows from the loss"
 
 
@@ -232,5 +242,8 @@ def check_component(registration: Any) -> Any:
         "aligner": check_aligner,
         "inverter": check_inverter,
     }
-    checks[registration.kind](component)
+    if registration.kind == "loss":
+        check_loss(component, needs=registration.needs)
+    else:
+        checks[registration.kind](component)
     return component

@@ -26,12 +26,17 @@ def direction_file(doubles, tmp_path):
     return essence.save_direction(tmp_path / "direction.safetensors", torch.randn(4, 8, generator=g), generator="tiny-gen")
 
 
-def tiles(grid: Image.Image, tile: int) -> list[list[np.ndarray]]:
-    a = np.asarray(grid)
-    return [
-        [a[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for c in range(grid.width // tile)]
-        for r in range(grid.height // tile)
-    ]
+def tiles(grid: Image.Image, tile: int, origin=(0, 0), shape=None) -> list[list[np.ndarray]]:
+    """The tiles of a grid whose tiles start at ``origin`` (the labelled grid records it in apply.json)."""
+    x, y = origin
+    a = np.asarray(grid)[y:, x:]
+    rows, cols = shape or (a.shape[0] // tile, a.shape[1] // tile)
+    return [[a[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile] for c in range(cols)] for r in range(rows)]
+
+
+def label_ink(grid: Image.Image, box) -> int:
+    """How many non-white pixels a label area holds (text was drawn there)."""
+    return int((np.asarray(grid.crop(box).convert("L")) < 200).sum())
 
 
 def test_apply_grid_is_sources_by_alphas(direction_file, tmp_path):
@@ -41,9 +46,15 @@ def test_apply_grid_is_sources_by_alphas(direction_file, tmp_path):
     assert "3 sources x 3 alphas" in result.stdout
     grid = Image.open(out / "grid.png")
     tile = TinyGenerator.resolution  # default: the generator's resolution (below 256)
-    assert grid.size == (3 * tile, 3 * tile)
     record = json.loads((out / "apply.json").read_text())
     assert record["alphas"] == [0, 0.5, 1.25] and record["grid"]["shape"] == [3, 3] and record["generator"]["name"] == "tiny-gen"
+    x, y = record["grid"]["origin"]
+    assert x > 0 and y > 0 and grid.size == (x + 3 * tile, y + 3 * tile)  # a caption band and a name column
+    assert record["grid"]["row_labels"] == ["source 0", "source 1", "source 2"]
+    for c in range(3):  # every alpha column has its caption above it
+        assert label_ink(grid, (x + c * tile, 0, x + (c + 1) * tile, y)) > 0
+    for r in range(3):  # every source has its name at its left
+        assert label_ink(grid, (0, y + r * tile, x, y + (r + 1) * tile)) > 0
 
     # each tile is the image file of its source and alpha, and the images are G(w + alpha b)
     generator = essence.get_generator("tiny-gen")
@@ -51,14 +62,14 @@ def test_apply_grid_is_sources_by_alphas(direction_file, tmp_path):
     b = essence.load_direction(direction_file).b
     from essence.core.images import to_uint8
 
-    for r, row in enumerate(tiles(grid, tile)):
+    for r, row in enumerate(tiles(grid, tile, (x, y), (3, 3))):
         for c, alpha in enumerate(["0", "0.5", "1.25"]):
             image = np.asarray(Image.open(out / "images" / f"source_{r:02d}_alpha_{alpha}.png"))
             assert np.array_equal(row[c], image)
             with torch.no_grad():
                 expected = to_uint8(generator.synthesize(ws[r : r + 1] + float(alpha) * b[None]))[0]
             assert np.array_equal(image, expected)
-    assert not np.array_equal(tiles(grid, tile)[0][0], tiles(grid, tile)[0][2])  # the direction changes the image
+    assert not np.array_equal(tiles(grid, tile, (x, y))[0][0], tiles(grid, tile, (x, y))[0][2])  # the direction changes the image
 
 
 def test_sweep_grid_geometry_with_a_tile_size(direction_file, tmp_path):
@@ -66,7 +77,8 @@ def test_sweep_grid_geometry_with_a_tile_size(direction_file, tmp_path):
     result = invoke("sweep", "-d", direction_file, "--alpha-range", "0:1.5:0.25", "--sources", 2, "--tile", 24, "-o", out, "-q")
     assert result.exit_code == 0, result.output
     assert result.output == ""
-    assert Image.open(out / "grid.png").size == (7 * 24, 2 * 24)
+    x, y = json.loads((out / "apply.json").read_text())["grid"]["origin"]
+    assert Image.open(out / "grid.png").size == (x + 7 * 24, y + 2 * 24)
     assert json.loads((out / "apply.json").read_text())["alphas"] == [0, 0.25, 0.5, 0.75, 1, 1.25, 1.5]
     assert len(list((out / "images").glob("*.png"))) == 14
 

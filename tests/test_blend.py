@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 from engine_doubles import TinyGenerator, components, doubles, target_file  # noqa: F401 (fixtures)
@@ -61,6 +62,13 @@ def test_stylegan_blend_inverts_an_image_target(doubles, target_file, tmp_path):
     ws = essence.load_latents(out / "sources.safetensors")
     assert torch.allclose(essence.load_latents(out / "results.safetensors"), (ws + w_t) / 2, atol=1e-6)
     assert (out / "images" / "target_inverted.png").is_file() and (out / "loss.png").is_file()
+    # The sheet shows the inverted target (what the blend mixes) left of the sources, under its caption.
+    from essence.method.figures import LABEL_HEIGHT, square_tile
+
+    sheet, tile, gap = Image.open(out / "sheet.png"), 96, 4
+    cell = sheet.crop((gap, LABEL_HEIGHT + gap, gap + tile, LABEL_HEIGHT + gap + tile))
+    expected = square_tile(Image.open(out / "images" / "target_inverted.png"), tile)
+    assert np.array_equal(np.asarray(cell), np.asarray(expected))
 
 
 def test_clip_blend_moves_each_source_towards_the_mixed_embedding(doubles, target_file, tmp_path):

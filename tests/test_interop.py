@@ -164,3 +164,32 @@ def test_read_latents_reports_the_container(tmp_path):
     torch.save({"latents": torch.zeros(2, 4, 8), "names": ["a", "b"]}, tmp_path / "d.pt")
     imported = read_latents(tmp_path / "d.pt")
     assert imported.container == "dict['latents']" and imported.names == ["a", "b"] and imported.source_shape == (2, 4, 8)
+
+
+@pytest.mark.parametrize(
+    "generator, fits, misfit",
+    [("stylegan2-ffhq", (18, 512), (14, 512)), ("stylegan2-church", (14, 512), (18, 512)), ("toy-sprites", (8, 128), (18, 512))],
+)
+def test_import_checks_the_shape_against_the_generators_w_plus_without_loading_it(
+    generator, fits, misfit, tmp_path, essence_home, monkeypatch
+):
+    """-g G: the W+ shape comes from G's config and registry metadata (or its file's header): a misfit is a
+    clean error before anything is written, and no model is built, no weights read or downloaded."""
+    import essence.plugins.generators.stylegan2.build as build
+
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")
+    monkeypatch.setattr(build, "build_generator", lambda *a, **k: pytest.fail("a generator was built"))
+    good, bad = tmp_path / "good.npy", tmp_path / "bad.npy"
+    np.save(good, np.zeros((1, *fits), np.float32))
+    np.save(bad, np.zeros((1, *misfit), np.float32))
+    ok = invoke("import", "direction", good, "-g", generator, "--out", tmp_path / "ok")
+    assert ok.exit_code == 0, ok.output
+    refused = invoke("import", "direction", bad, "-g", generator, "--out", tmp_path / "no")
+    assert refused.exit_code == 2
+    text = " ".join(refused.output.split())
+    assert f"W+ shape {misfit} (num_ws x w_dim), but {generator}'s W+ is {fits}" in text and "Traceback" not in text
+    assert not (tmp_path / "no").exists() or not any((tmp_path / "no").iterdir())
+    latents = tmp_path / "latents.npy"
+    np.save(latents, np.zeros((3, *misfit), np.float32))
+    refused = invoke("import", "latents", latents, "-g", generator, "-o", tmp_path / "l.safetensors")
+    assert refused.exit_code == 2 and f"{generator}'s W+ is {fits}" in " ".join(refused.output.split())

@@ -211,8 +211,12 @@ def test_the_slider_renders_the_direction_with_one_generator(runs, cache, monkey
 def test_export_writes_the_grid_the_images_and_the_direction(runs, cache, tmp_path):
     applied = apply_tab.load_applied(cache, runs / "a", sources="random", count=2, seed=1)
     grid, files = apply_tab.export(cache, applied, [0.0, 0.5, 1.0], tmp_path)
-    tile = grid.width // 3
-    assert grid.size == (3 * tile, 2 * tile) and Image.open(files.grid).size == grid.size
+    from essence.method.figures import LABEL_HEIGHT, sheet_tile
+
+    tile = sheet_tile(32)
+    left = grid.width - 3 * tile  # the sources' names, then the tiles; the alphas' captions above them
+    assert left > 0 and grid.size == (left + 3 * tile, LABEL_HEIGHT + 2 + 2 * tile)
+    assert Image.open(files.grid).size == grid.size
     with zipfile.ZipFile(files.images) as zf:
         names = sorted(zf.namelist())
         assert names == sorted(f"source_{r:02d}_alpha_{a}.png" for r in range(2) for a in ("0", "0.5", "1"))

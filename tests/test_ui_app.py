@@ -112,8 +112,12 @@ def test_apply_gives_the_grid_the_images_and_a_slider_that_changes_them(client):
         "first", None, "(the direction's own)", "random", 4, 0, 0.7, None, "0,0.5,1", 1.0, api_name="/apply"
     )
     assert len(sources) == len(results) == 4
+    from essence.method.figures import LABEL_HEIGHT
+
     with Image.open(grid) as g:
-        assert g.width * 4 == g.height * 3  # 3 strengths x 4 sources of square tiles
+        tile = (g.height - LABEL_HEIGHT - 2) // 4  # 4 sources of square tiles under the alphas' captions
+        left = g.width - 3 * tile  # 3 strengths, right of the sources' names
+        assert tile > 0 and 0 < left < tile and g.height == LABEL_HEIGHT + 2 + 4 * tile
     assert images_file["value"].endswith(".zip") and grid_file["value"].endswith(".png")
     assert essence.load_direction(direction_file["value"]).metadata["generator"] == "toy-sprites"
 

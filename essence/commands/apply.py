@@ -76,7 +76,10 @@ def _apply(
     config = build_apply_config({k: v for k, v in options.items() if v is not None}, sets or ())
     display = StageProgress(quiet)
     try:
-        outcome = execute_apply(config, overwrite=overwrite, command=command, progress=display.stage("inversion"))
+        outcome = execute_apply(
+            config, overwrite=overwrite, command=command, progress=display.stage("inversion"),
+            rendered=display.counter("rendering", f"rendering {len(config.alphas)} alphas"),
+        )
     finally:
         display.stop()
     if not quiet:

@@ -47,7 +47,10 @@ class BatchProgress(StageProgress):
             self.finished += 1
             self.advance("targets", self.finished, self.total)
             h = (event.metrics or {}).get("heldout") or {}
-            detail = f", held-out transfer {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f})" if h else ""
+            detail = (
+                f", held-out transfer loss {h['transfer']:.4f} (unedited {h['transfer_unedited']:.4f}), "
+                f"consistency loss {h['consistency']:.4f} (lower is better)" if h else ""
+            )
             self.note(f"{event.name}: {event.status}{detail}")
         elif event.kind in ("retry", "note"):
             self.note(event.message)

@@ -72,7 +72,7 @@ def blend_command(
         return
     r = outcome.metrics["report"]
     typer.echo(
-        f"{outcome.config.label} of {r['count']} sources: transfer {r['transfer']:.4f} "
-        f"(sources {r['transfer_unedited']:.4f}), consistency {r['consistency']:.4f}"
+        f"{outcome.config.label} of {r['count']} sources: transfer loss {r['transfer']:.4f} "
+        f"(sources {r['transfer_unedited']:.4f}), consistency loss {r['consistency']:.4f} (lower is better)"
     )
     typer.echo(f"Run folder: {outcome.out}")

@@ -78,6 +78,7 @@ def compare_command(
             run_callbacks={"callback": run_display.step, "on_start": run_display.start, "notify": run_display.note},
             notify=note,
             progress=blend_display.update,
+            judged=blend_display.counter("judging", "judging the 3 methods"),
         )
     finally:
         run_display.stop()

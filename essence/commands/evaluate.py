@@ -46,7 +46,13 @@ def eval_command(
         if out.is_dir():
             raise EssenceError(f"--out {out} is a folder; give a file name such as {out / 'eval.json'}.")
         ensure_writable_dir(out.parent)
-    report = evaluate_runs(runs, config)
+    from essence.commands.progress import StageProgress
+
+    display = StageProgress(quiet)
+    try:
+        report = evaluate_runs(runs, config, judged=display.counter("judging", f"judging {len(runs)} run(s)"))
+    finally:
+        display.stop()
     if out is not None:
         write_json(out, report)
     if as_json:

@@ -37,7 +37,9 @@ def register_encoders(register: Any) -> None:
 
 @hookspec
 def register_losses(register: Any) -> None:
-    """Register loss terms (callables on a :class:`essence.LossContext`). Same ``register`` as above."""
+    """Register loss terms (callables on a :class:`essence.LossContext`). Same ``register`` as above, plus
+    ``needs=`` (a subset of ``{"images", "source_images", "source_ws"}``): the context fields the engine
+    fills for this term, and only when a term that asked is active."""
 
 
 @hookspec

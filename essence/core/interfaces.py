@@ -132,12 +132,17 @@ class Encoder(abc.ABC):
 
 @dataclass
 class LossContext:
-    """What a loss term sees at one optimisation step. Embeddings are L2-normalised.
+    """What a loss term sees at one optimisation step. Embeddings are L2-normalised, float32.
 
     ``target`` ``(T, D)``: the target embedding(s), images then texts. ``sources`` ``(N, D)``: C(G(w_s)).
     ``shifted`` ``(N, D)``: C(G(w_s + c_s b)). ``direction``: b ``(num_ws, w_dim)``.
     ``coefficients``: c_s ``(N,)`` or None. ``extras``: anything an engine or plugin adds.
     ``target_weights`` ``(T,)``: the targets' weights, summing to 1; None: equal weights.
+
+    Filled only when an active term declared it at registration (``register(..., needs={...})``, see
+    :data:`LOSS_NEEDS`), else None, so other runs pay nothing:
+    ``images`` ``(N, 3, R, R)``: G(w_s + c_s b) in [-1, 1], float32, differentiable with respect to b.
+    ``source_images`` ``(N, 3, R, R)``: G(w_s), rendered once (no gradient). ``source_ws`` ``(N, num_ws, w_dim)``: w_s.
     """
 
     target: torch.Tensor
@@ -148,6 +153,13 @@ class LossContext:
     step: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
     target_weights: torch.Tensor | None = None
+    images: torch.Tensor | None = None
+    source_images: torch.Tensor | None = None
+    source_ws: torch.Tensor | None = None
+
+
+#: What a loss term may ask for at registration (``needs=``): the LossContext fields the engine then fills.
+LOSS_NEEDS = frozenset({"images", "source_images", "source_ws"})
 
 
 class LossTerm(abc.ABC):

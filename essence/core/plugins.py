@@ -29,6 +29,7 @@ T = TypeVar("T")
 #: Modules registered exactly as entry points are, imported by name when the host is first used.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.losses.paper",
+    "essence.plugins.losses.preservation",
     "essence.plugins.generators.stylegan2",
     "essence.plugins.encoders.clip",
     "essence.plugins.metrics.encoder",

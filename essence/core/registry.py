@@ -1,17 +1,18 @@
 """The registry of components (generators, encoders, losses, metrics, aligners, inverters), filled by hooks.
 
-``register(name, factory, config=..., defaults=..., aliases=..., description=..., tiny=...)`` records
+``register(name, factory, config=..., defaults=..., aliases=..., description=..., tiny=..., needs=...)`` records
 which plugin registered what; a name (or alias) registered twice is an error naming both plugins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from essence.core.config import ComponentConfig, EmptyConfig, describe_fields, validate_config
 from essence.core.errors import DuplicateNameError, EssenceError, MissingExtraError, UnknownComponentError
+from essence.core.interfaces import LOSS_NEEDS
 from essence.core.plugins import PluginHost, get_host
 
 #: kind -> the hook that registers it.
@@ -54,6 +55,22 @@ class Registration:
     #: Modules it needs beyond essence's own dependencies, and the extra that installs them.
     requires: tuple[str, ...] = ()
     extra: str | None = None
+    #: A loss term's extra inputs (``images``, ``source_images``, ``source_ws``): the engine fills those
+    #: LossContext fields only when an active term asked (see ``interfaces.LOSS_NEEDS``).
+    needs: frozenset[str] = frozenset()
+    #: A generator's W+ shape ``(num_ws, w_dim)`` from its validated config, without building it or
+    #: loading weights (``wplus(config)``; None, or returning None: not known until it is built).
+    wplus: Callable[[Any], tuple[int, int] | None] | None = None
+
+    def wplus_shape(self, **config: Any) -> tuple[int, int] | None:
+        """``(num_ws, w_dim)`` of this generator at ``config``, from metadata only; None when unknown."""
+        if self.wplus is None:
+            return None
+        try:
+            validated = self.validate(**config)
+        except EssenceError:  # a config that cannot be complete yet (no weights named): not known
+            return None
+        return self.wplus(validated)
 
     def missing(self) -> list[str]:
         """The modules of ``requires`` that are not installed (found without importing them)."""
@@ -135,7 +152,20 @@ class Registry:
             tiny: Mapping[str, Any] | None = None,
             requires: tuple[str, ...] | list[str] = (),
             extra: str | None = None,
+            needs: Iterable[str] = (),
+            wplus: Callable[[Any], tuple[int, int] | None] | None = None,
         ) -> None:
+            wanted = frozenset(needs)
+            if wanted and kind != "loss":
+                raise EssenceError(f"{plugin}: needs= is for loss terms, not the {kind} {name!r}.")
+            unknown = sorted(wanted - LOSS_NEEDS)
+            if unknown:
+                raise EssenceError(
+                    f"{plugin}: the loss {name!r} needs {', '.join(map(repr, unknown))}; "
+                    f"a loss term may need only {', '.join(sorted(LOSS_NEEDS))}."
+                )
+            if wplus is not None and kind != "generator":
+                raise EssenceError(f"{plugin}: wplus= is for generators, not the {kind} {name!r}.")
             if not description:
                 doc = (getattr(factory, "__doc__", None) or "").strip()
                 description = doc.splitlines()[0] if doc else ""
@@ -152,6 +182,8 @@ class Registry:
                     tiny=dict(tiny) if tiny is not None else None,
                     requires=tuple(requires),
                     extra=extra,
+                    needs=wanted,
+                    wplus=wplus,
                 )
             )
 

@@ -4,7 +4,9 @@ One step (see docs/specs/targetclip-reference.md for the official loop it can re
 render the shifted sources G(w_s + c_s b) in one batch, embed them, sum the weighted loss terms on the
 embeddings, back-propagate, step the coefficients' Adam (when on), then the direction's Adam (classic L2
 weight decay) with the scheduled lr. Trace values are logged before the update. The source embeddings are
-computed once: they do not depend on b. Nothing is rendered to disk while optimising.
+computed once: they do not depend on b. A loss term that asked at registration for the images (an identity
+loss) gets G(w_s + c_s b) and G(w_s) too; runs without one keep only the embeddings. Nothing is rendered to
+disk while optimising.
 
 The engine takes ready-made components, so tests and notebooks can pass any Generator and Encoder;
 ``essence run`` (essence.method.runner) builds them from a RunConfig and writes the run folder.
@@ -210,6 +212,27 @@ class Renderer:
         size = self.chunk or n
         return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
+    def render(self, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One differentiable pass that keeps the images: ``(G(ws), C(G(ws)))``, both float32 (for loss
+        terms that need the images)."""
+        if self.encoder is None:
+            raise EssenceError("This renderer has no encoder: it renders images only.")
+        with self._autocast(ws.device.type):
+            images = self.generator.synthesize(ws)
+            return images.float(), self.encoder.embed(images).float()
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """C(images) in one pass, differentiable with respect to the images; float32."""
+        if self.encoder is None:
+            raise EssenceError("This renderer has no encoder: it renders images only.")
+        with self._autocast(images.device.type):
+            return self.encoder.embed(images).float()
+
+    def synthesize(self, ws: torch.Tensor) -> torch.Tensor:
+        """G(ws) in one pass, differentiable; float32."""
+        with self._autocast(ws.device.type):
+            return self.generator.synthesize(ws).float()
+
     def embed_nograd(self, ws: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -246,6 +269,13 @@ class WeightedTerm:
     name: str
     term: Callable[[Any], torch.Tensor]
     weight: float
+    #: The LossContext fields beyond the embeddings it asked for at registration (images, source_images, source_ws).
+    needs: frozenset[str] = frozenset()
+
+
+def needs_of(terms: Sequence[WeightedTerm]) -> frozenset[str]:
+    """Every extra input some term asked for: the engine computes these, and only these."""
+    return frozenset().union(*(t.needs for t in terms))
 
 
 def build_terms(config: RunConfig) -> list[WeightedTerm]:
@@ -254,11 +284,14 @@ def build_terms(config: RunConfig) -> list[WeightedTerm]:
 
     registry = get_registry()
     terms = [
-        WeightedTerm(name, registry.create("loss", name, **spec.config), spec.weight)
+        WeightedTerm(name, registry.create("loss", name, **spec.config), spec.weight, registry.get("loss", name).needs)
         for name, spec in config.loss_weights().items()
     ]
     names = {t.name for t in terms}
-    terms += [WeightedTerm(n, registry.create("loss", n), 0.0) for n in TRACED_TERMS if n not in names]
+    terms += [
+        WeightedTerm(n, registry.create("loss", n), 0.0, registry.get("loss", n).needs)
+        for n in TRACED_TERMS if n not in names
+    ]
     return terms
 
 
@@ -301,10 +334,13 @@ class DirectionSearch:
         restart: int = 0,
         init_seed: int | None = None,
         target_weights: torch.Tensor | None = None,
+        source_images: torch.Tensor | None = None,
     ) -> None:
         import torch
 
         self.renderer, self.terms, self.config = renderer, list(terms), config
+        self.needs = needs_of(self.terms)
+        self.source_images = source_images
         self.target, self.sources, self.source_embeddings = target, sources, source_embeddings
         self.target_weights = target_weights
         self.restart, self.init_seed = restart, init_seed
@@ -350,8 +386,9 @@ class DirectionSearch:
             b = self.coefficients[:, None, None] * b
         return self.sources + b
 
-    def context(self, shifted: torch.Tensor, lr: float) -> Any:
-        """The :class:`LossContext` of this step for the embeddings ``shifted`` of this search's sources."""
+    def context(self, shifted: torch.Tensor, lr: float, images: torch.Tensor | None = None) -> Any:
+        """The :class:`LossContext` of this step for the embeddings ``shifted`` (and, when a term needs them,
+        the rendered ``images``) of this search's sources."""
         from essence.core.interfaces import LossContext
 
         return LossContext(
@@ -363,6 +400,9 @@ class DirectionSearch:
             step=self.step_index,
             extras={"lr": lr, "steps": self.config.steps, "restart": self.restart},
             target_weights=self.target_weights,
+            images=images if "images" in self.needs else None,
+            source_images=self.source_images if "source_images" in self.needs else None,
+            source_ws=self.sources if "source_ws" in self.needs else None,
         )
 
     def lr(self) -> float:
@@ -501,13 +541,30 @@ def step_together(renderer: Renderer, searches: Sequence[DirectionSearch]) -> li
     def shifted_ws() -> torch.Tensor:
         return torch.cat([s.shifted_ws() for s in searches]) if len(searches) > 1 else searches[0].shifted_ws()
 
-    def losses(shifted: torch.Tensor) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    def losses(
+        shifted: torch.Tensor, images: torch.Tensor | None = None
+    ) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
         parts = shifted.split(sizes)
-        return [evaluate_terms(s.terms, s.context(e, lr)) for s, e, lr in zip(searches, parts, lrs)]
+        pictures = [None] * len(searches) if images is None else images.split(sizes)
+        return [evaluate_terms(s.terms, s.context(e, lr, im)) for s, e, im, lr in zip(searches, parts, pictures, lrs)]
 
     # No host sync before backward: a non-finite loss is caught before the update instead.
     slices = renderer.slices(sum(sizes))
-    if len(slices) == 1:
+    if any("images" in s.needs for s in searches):
+        # A term looks at the images themselves (an identity loss): keep G(w + b) for the loss.
+        if len(slices) == 1:
+            images, embeddings = renderer.render(shifted_ws())
+            results = losses(embeddings, images)
+            torch.stack([loss for loss, _ in results]).sum().backward()
+        else:
+            # Chunked as below, one level down: the loss's gradient w.r.t. the images, then G per chunk.
+            images = renderer.images(shifted_ws().detach()).requires_grad_(True)
+            results = losses(renderer.encode(images), images)
+            torch.stack([loss for loss, _ in results]).sum().backward()
+            grad = images.grad
+            for sl in slices:
+                renderer.synthesize(shifted_ws()[sl]).backward(grad[sl])
+    elif len(slices) == 1:
         results = losses(renderer.embed(shifted_ws()))
         torch.stack([loss for loss, _ in results]).sum().backward()
     else:
@@ -560,9 +617,13 @@ def evaluate_direction(
     ws = ws.to(direction.device)
     src = renderer.embed_nograd(ws) if source_embeddings is None else source_embeddings
     shifted = renderer.embed_nograd(ws + alpha * direction[None])
+    needs = needs_of(terms)
     with torch.no_grad():
         ctx = LossContext(
-            target=target, sources=src, shifted=shifted, direction=alpha * direction, target_weights=target_weights
+            target=target, sources=src, shifted=shifted, direction=alpha * direction, target_weights=target_weights,
+            images=renderer.images(ws + alpha * direction[None]) if "images" in needs else None,
+            source_images=renderer.images(ws) if "source_images" in needs else None,
+            source_ws=ws if "source_ws" in needs else None,
         )
         values = {t.name: float(t.term(ctx)) for t in terms}
         loss = sum(t.weight * values[t.name] for t in terms if t.weight != 0)
@@ -761,6 +822,8 @@ class TransferOptimizer:
         self.sources = resolve_sources(generator, sources, cfg)
         self.heldout_ws = resolve_heldout(generator, heldout, cfg)
         self.source_embeddings = self.renderer.embed_nograd(self.sources)
+        #: G(w_s), only when a loss term asked for it (they do not depend on b: rendered once).
+        self.source_images = self.renderer.images(self.sources) if "source_images" in needs_of(self.terms) else None
         self.restart = 0
         self.completed: list[RestartResult] = []
         self.search: DirectionSearch | None = None
@@ -776,7 +839,7 @@ class TransferOptimizer:
         b, seed = resolve_init(self.generator, self.init, self.config, restart)
         return DirectionSearch(
             self.renderer, self.terms, self.target, self.sources, self.source_embeddings, b, self.config, restart,
-            seed, self.target_weights,
+            seed, self.target_weights, self.source_images,
         )
 
     def run(self) -> TransferResult:

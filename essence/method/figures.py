@@ -1,4 +1,4 @@
-"""Figures of a run folder: the contact sheet and Figure 1 (one layout), the apply grid, the loss plot.
+"""Figures of a run folder: the contact sheet and Figure 1 (one layout), the apply grid (labelled), the loss plot.
 
 Sheets and grids are pasted with PIL; the loss plot is drawn by matplotlib (imported only when a plot is made).
 """
@@ -117,15 +117,21 @@ def contact_sheet(
     tile: int = 256,
     gap: int = 4,
     texts: Sequence[str] = (),
+    inverted: Image.Image | None = None,
+    inverted_label: str = "inverted target",
 ) -> Image.Image:
     """The paper's layout: sources along the top row, results below them, the target(s) at the left
-    (text targets: their words in the target's cell, or in the results' caption when there are images too)."""
+    (text targets: their words in the target's cell, or in the results' caption when there are images too).
+    ``inverted``: the target as the generator makes it (G(w_t), what a StyleGAN blend mixes), left of the sources."""
     if len(results) != len(sources):
         raise ValueError("one result per source")
     left, caption = target_cell(targets, texts)
+    top = SheetRow(sources, None, {1: "sources"}) if inverted is None else SheetRow(
+        sources, [inverted], {0: inverted_label, 1: "sources"}
+    )
     return sheet(
         [
-            SheetRow(sources, None, {1: "sources"}),
+            top,
             SheetRow(results, left, {0: "target", 1: caption}),
         ],
         tile=tile,
@@ -194,6 +200,36 @@ def loss_plot(
     fig = loss_figure(series, size=size, title=title)
     fig.canvas.draw()
     return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
+
+
+#: Pixels a character of PIL's default font takes, for sizing label margins.
+CHAR_WIDTH = 6
+
+
+def labelled_grid(
+    rows: Sequence[Sequence[Image.Image]], tile: int, columns: Sequence[str], row_labels: Sequence[str]
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`image_grid` with a caption above each column (``alpha 0.5``) and a name left of each row
+    (``source 0``, a photo's name). The tiles stay edge to edge, from the returned ``origin`` ``(x, y)``:
+    tile ``(r, c)`` is at ``(x + c * tile, y + r * tile)``. A caption wider than a tile is shortened."""
+    from PIL import Image, ImageDraw
+
+    if len(columns) != len(rows[0]) or len(row_labels) != len(rows):
+        raise ValueError("one caption per column and one name per row")
+    fits = max(1, (tile - 2) // CHAR_WIDTH)
+    names = [n if len(n) <= 24 else n[:21] + "..." for n in row_labels]
+    left = max(CHAR_WIDTH * max(len(n) for n in names) + 8, 8)
+    top = LABEL_HEIGHT + 2
+    grid = image_grid(rows, tile)
+    out = Image.new("RGB", (left + grid.width, top + grid.height), WHITE)
+    out.paste(grid, (left, top))
+    draw = ImageDraw.Draw(out)
+    for c, text in enumerate(columns):
+        short = text if len(text) <= fits else text.split()[-1][:fits]
+        draw.text((left + c * tile + 1, 2), short, fill=BLACK)
+    for r, name in enumerate(names):
+        draw.text((4, top + r * tile + max(0, tile // 2 - 6)), name, fill=BLACK)
+    return out, (left, top)
 
 
 def image_grid(rows: Sequence[Sequence[Image.Image]], tile: int) -> Image.Image:

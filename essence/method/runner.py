@@ -428,8 +428,8 @@ def write_run_folder(
     plot = loss_plot(
         {
             "loss": [t.loss for t in trace],
-            "transfer": [t.transfer for t in trace],
-            "consistency": [t.consistency for t in trace],
+            "transfer loss": [t.transfer for t in trace],
+            "consistency loss": [t.consistency for t in trace],
         },
         title=f"restart {result.restart}: loss (weighted sum) and its terms",
     )

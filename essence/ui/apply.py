@@ -173,19 +173,22 @@ class Exported:
 def export(
     cache: GeneratorCache, applied: Applied, alphas: Sequence[float], folder: Path
 ) -> tuple[Image.Image, Exported]:
-    """The grid (rows: sources, columns: alphas; tiles as in the run sheet) and the downloads in ``folder``:
+    """The grid (rows: sources, columns: alphas, captioned as ``essence apply``'s; tiles as in the run sheet)
+    and the downloads in ``folder``:
     the grid, a zip of every tile at the generator's resolution (named as ``essence apply`` names them),
     and a copy of the direction file."""
     from essence.core.files import write_atomic
     from essence.core.images import save_image
-    from essence.method.figures import image_grid, sheet_tile
+    from essence.method.figures import labelled_grid, sheet_tile
     from essence.workflows.apply import alpha_label
 
     if not alphas:
         raise EssenceError("Give at least one strength for the grid, for example 0,0.5,1.")
     columns = render(cache, applied, alphas)
     rows = [[columns[c][r] for c in range(len(alphas))] for r in range(applied.ws.shape[0])]
-    grid = image_grid(rows, sheet_tile(rows[0][0].width))
+    grid, _ = labelled_grid(
+        rows, sheet_tile(rows[0][0].width), [f"alpha {a:g}" for a in alphas], [f"source {r}" for r in range(len(rows))]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     stem = applied.file_stem
     grid_path = save_image(grid, folder / f"{stem}-grid.png")

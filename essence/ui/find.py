@@ -30,7 +30,8 @@ BUNDLED_TARGETS = Path(__file__).resolve().parents[1] / "plugins" / "toy" / "tar
 #: Components that work on a fresh install, with no download.
 DEFAULT_GENERATOR, DEFAULT_ENCODER = "toy-sprites", "toy-clip"
 #: Series of the live loss curve, as in loss.png.
-SERIES = ("loss", "transfer", "consistency")
+#: Trace columns shown live -> their names on the page (the terms are losses: lower is better).
+SERIES = {"loss": "loss", "transfer": "transfer loss", "consistency": "consistency loss"}
 #: The live view's tile size: a picture to watch, not the result.
 PREVIEW_TILE = 96
 
@@ -249,10 +250,10 @@ class FindJob:
         with self._lock:
             v = self._view
             if event.step == 0:
-                v.series = {name: [] for name in SERIES}
+                v.series = {label: [] for label in SERIES.values()}
             row = event.record.row()
-            for name in SERIES:
-                v.series[name].append(float(row[name]))
+            for name, label in SERIES.items():
+                v.series[label].append(float(row[name]))
             v.step = step
             v.elapsed = now - self._started
             v.eta = v.elapsed / step * (v.total - step)

@@ -173,16 +173,18 @@ def execute_apply(
     overwrite: bool = False,
     command: str = "apply",
     progress: Callable[[int, int, float], None] | None = None,
+    rendered: Callable[[int, int], None] | None = None,
 ) -> ApplyOutcome:
     """Render the grid and the images; every input is checked before the generator is built. Source photos
     are aligned and inverted (``progress(step, steps, loss)`` follows an optimising inverter) and their
-    latents kept as ``sources.safetensors``, for reuse."""
+    latents kept as ``sources.safetensors``, for reuse. ``rendered(done, total)`` follows the rendering,
+    one alpha column at a time."""
     from essence.core.files import write_json
     from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
     from essence.method.engine import Renderer
     from essence.method.artifacts import source_latents
-    from essence.method.figures import image_grid
+    from essence.method.figures import labelled_grid
 
     direction, direction_path = open_direction(config.direction)
     spec = generator_spec_for(direction, config.generator)
@@ -211,14 +213,22 @@ def execute_apply(
     b = direction.b.to(ws)
     tile = config.tile or min(int(generator.resolution), 256)
     (out / "images").mkdir(exist_ok=True)
-    columns = [to_pil(renderer.images(ws + alpha * b[None])) for alpha in config.alphas]
+    columns = []
+    for alpha in config.alphas:
+        if rendered is not None:
+            rendered(len(columns), len(config.alphas))
+        columns.append(to_pil(renderer.images(ws + alpha * b[None])))
+    if rendered is not None:
+        rendered(len(columns), len(config.alphas))
     rows = [[columns[c][r] for c in range(len(config.alphas))] for r in range(ws.shape[0])]
     for r, row in enumerate(rows):
         for alpha, img in zip(config.alphas, row):
             name = f"images/source_{r:02d}_alpha_{alpha_label(alpha)}.png"
             save_image(img, out / name)
             files.append(name)
-    save_image(image_grid(rows, tile), out / "grid.png")
+    names = inversion["names"] if inversion else [f"source {r}" for r in range(len(rows))]
+    grid, origin = labelled_grid(rows, tile, [f"alpha {a:g}" for a in config.alphas], names)
+    save_image(grid, out / "grid.png")
     record = {
         "command": command,
         "direction": str(direction_path),
@@ -234,6 +244,7 @@ def execute_apply(
         "alphas": list(config.alphas),
         "grid": {
             "file": "grid.png", "rows": "sources", "columns": "alphas", "shape": [len(rows), len(config.alphas)], "tile": tile,
+            "origin": list(origin), "row_labels": names,
         },
         "files": ["grid.png", "apply.json", *files],
     }

@@ -368,7 +368,7 @@ def _done_statuses(plan: BatchPlan) -> dict[str, str]:
 
 SUMMARY_COLUMNS = (
     "target", "kind", "images", "texts", "status", "best_step", "best_loss", "heldout_transfer",
-    "heldout_transfer_unedited", "heldout_consistency", "heldout_loss", "targets_mean_pairwise_cosine",
+    "heldout_transfer_unedited", "heldout_consistency_loss", "heldout_loss", "targets_mean_pairwise_cosine",
     "seconds", "run",
 )
 
@@ -398,7 +398,7 @@ def summary_rows(plan: BatchPlan) -> list[dict[str, Any]]:
                 "best_loss": m.get("best_loss"),
                 "heldout_transfer": h.get("transfer"),
                 "heldout_transfer_unedited": h.get("transfer_unedited"),
-                "heldout_consistency": h.get("consistency"),
+                "heldout_consistency_loss": h.get("consistency"),  # the loss term (metrics.json keys it by term)
                 "heldout_loss": h.get("loss"),
                 "targets_mean_pairwise_cosine": t.get("mean_pairwise_cosine"),
                 "seconds": m.get("seconds"),
@@ -476,7 +476,7 @@ def index_html(plan: BatchPlan, rows: Sequence[dict[str, Any]], has_sheet: bool)
             "<tr>"
             f"<td>{link(run, r['target'])}</td><td>{target}</td><td>{escape(r['status'])}</td>"
             f"<td>{num(r['heldout_transfer'])}</td><td>{num(r['heldout_transfer_unedited'])}</td>"
-            f"<td>{num(r['heldout_consistency'])}</td><td>{num(r['targets_mean_pairwise_cosine'])}</td>"
+            f"<td>{num(r['heldout_consistency_loss'])}</td><td>{num(r['targets_mean_pairwise_cosine'])}</td>"
             f"<td>{num(r['seconds'])}</td>"
             f"<td>{link(sheet, 'held-out sheet') if (job.out / 'heldout_sheet.png').is_file() else ''}</td>"
             "</tr>"
@@ -495,11 +495,12 @@ def index_html(plan: BatchPlan, rows: Sequence[dict[str, Any]], has_sheet: bool)
 <p>{head}. <a href="summary.csv">summary.csv</a></p>
 {sheet_html}
 <table>
-<tr><th>target</th><th></th><th>status</th><th>held-out transfer</th><th>unedited</th><th>consistency</th>
+<tr><th>target</th><th></th><th>status</th><th>held-out transfer loss &darr;</th><th>unedited</th><th>consistency loss &darr;</th>
 <th>targets' mean cosine</th><th>seconds</th><th></th></tr>
 {chr(10).join(body)}
 </table>
-<p>transfer: 1 - cos(target, result) on held-out sources (lower: more of the target); unedited: the same for the
-sources themselves; consistency: how alike the edits of different sources are (lower: more alike).</p>
+<p>transfer loss: 1 - cos(target, result) on held-out sources (lower: more of the target); unedited: the same for
+the sources themselves; consistency loss: 1 - cos between the edits of different sources (lower: more alike).
+Both are losses (lower is better); `essence eval` reports consistency as a similarity (higher is better).</p>
 </body></html>
 """

@@ -366,11 +366,17 @@ def write_blend_folder(
     for i, t in enumerate(result.targets):
         save_image(t, out / "images" / f"target_{i:02d}.png")
         files.append(f"images/target_{i:02d}.png")
+    inverted = None if result.target_ws is None else to_pil(renderer.images(result.target_ws))[0]
     if result.inversion is not None:
-        assert result.target_ws is not None
-        save_image(to_pil(renderer.images(result.target_ws))[0], out / "images" / "target_inverted.png")
+        assert inverted is not None
+        save_image(inverted, out / "images" / "target_inverted.png")
         files.append("images/target_inverted.png")
-    sheet = contact_sheet(result.targets, sources_pil, results_pil, tile=sheet_tile(generator.resolution))
+    # The StyleGAN blend mixes G(w_t), not the photo: the sheet shows it beside the sources.
+    label = "inverted target" if result.inversion is not None else "G(target latent)"
+    sheet = contact_sheet(
+        result.targets, sources_pil, results_pil, tile=sheet_tile(generator.resolution), inverted=inverted,
+        inverted_label=label,
+    )
     save_image(sheet, out / "sheet.png")
     trace = result.trace
     if trace:

@@ -77,11 +77,13 @@ def execute_compare(
     run_callbacks: Mapping[str, Callable[..., Any]] | None = None,
     notify: Callable[[str], None] | None = None,
     progress: Callable[[str, int, int, float], None] | None = None,
+    judged: Callable[[int, int], None] | None = None,
 ) -> CompareOutcome:
     """Run ours, the StyleGAN blend and the CLIP blend, then the figure and the metrics.
 
     Every setting of all three (and of the judge) is validated before the first model is built.
-    ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.method.runner.execute_run`.
+    ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.method.runner.execute_run`;
+    ``judged(done, total)`` follows the judging of the three.
     """
     from essence.core.files import write_json, write_text
     from essence.method.rundir import check_latent_files, prepare_out
@@ -122,7 +124,7 @@ def execute_compare(
             notify(f"{k}/3 {name}")
         execute_blend(blends[name], out=folders[name], overwrite=overwrite, notify=notify, progress=progress)
 
-    report = evaluate_runs([folders[name] for name, _ in METHODS], eval_config)
+    report = evaluate_runs([folders[name] for name, _ in METHODS], eval_config, judged=judged)
     for run, (name, _) in zip(report["runs"], METHODS):
         run["label"] = name
     write_json(root / "metrics.json", report)

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -299,8 +299,11 @@ def evaluate_run(
     }
 
 
-def evaluate_runs(paths: Sequence[str | Path], config: EvalConfig) -> dict[str, Any]:
-    """Judge every run folder; all inputs (folders, names, options) are checked before any model is built."""
+def evaluate_runs(
+    paths: Sequence[str | Path], config: EvalConfig, judged: Callable[[int, int], None] | None = None
+) -> dict[str, Any]:
+    """Judge every run folder; all inputs (folders, names, options) are checked before any model is built.
+    ``judged(done, total)`` follows the runs."""
     runs = [open_run(p) for p in paths]
     if not runs:
         raise EssenceError("Give at least one run folder.")
@@ -313,10 +316,14 @@ def evaluate_runs(paths: Sequence[str | Path], config: EvalConfig) -> dict[str, 
             check_latent_files([(run.heldout_latents, "Held-out latent file")])
     if config.encoder is not None:
         components.validate("encoder", config.encoder)
-    return {
-        "judge": None if config.encoder is None else encoder_label(config.encoder),
-        "runs": [evaluate_run(run, config, components, metrics) for run in runs],
-    }
+    reports = []
+    for run in runs:
+        if judged is not None:
+            judged(len(reports), len(runs))
+        reports.append(evaluate_run(run, config, components, metrics))
+    if judged is not None:
+        judged(len(reports), len(runs))
+    return {"judge": None if config.encoder is None else encoder_label(config.encoder), "runs": reports}
 
 
 # -- presenting ------------------------------------------------------------------------------------
@@ -333,7 +340,7 @@ def table_cells(
     column per run; undefined values are ``n/a``."""
     runs = report["runs"]
     labels = list(labels) if labels is not None else [_short(r["run"]) for r in runs]
-    title = "essence eval: held-out sources"
+    title = "essence eval: held-out sources (↑ higher is better, ↓ lower is better)"
     if report.get("judge") is None:
         title += " (judged by each run's own encoder only: pass --encoder for an independent judge)"
     headers = ["metric", "encoder"]

@@ -144,12 +144,24 @@ def _from_mapping(obj: Mapping[Any, Any], p: Path, what: str) -> tuple[torch.Ten
     return ws, f"dict of {len(tensors)} named latents", (len(tensors), *next(iter(tensors.values())).shape), names
 
 
-def _check_generator(generator: str | None) -> None:
-    """A typo in --generator is caught here (the name is only recorded: no model is built)."""
-    if generator is not None:
-        from essence.core.registry import get_registry
+def _check_generator(generator: str | None, ws: torch.Tensor | None = None, p: Path | None = None, what: str = "") -> None:
+    """A typo in --generator is caught here, and latents ``(N, num_ws, w_dim)`` that do not fit its W+ (known
+    from its config and registry metadata: no model is built, no weights are loaded)."""
+    if generator is None:
+        return
+    from essence.core.registry import get_registry
 
-        get_registry().get("generator", generator)
+    reg = get_registry().get("generator", generator)
+    expected = reg.wplus_shape()
+    if expected is None or ws is None:
+        return
+    found = tuple(int(n) for n in ws.shape[1:])
+    if found != tuple(expected):
+        raise EssenceError(
+            f"{what} {p} holds {'a direction' if what.startswith('Direction') else 'latents'} of W+ shape {found} "
+            f"(num_ws x w_dim), but {generator}'s W+ is {tuple(expected)}. Give the generator it was made for "
+            "(`essence list generators`), or leave out -g."
+        )
 
 
 def _provenance(p: Path, fmt: str, container: str, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -183,7 +195,7 @@ def import_direction(
             f"Direction file {p} holds {imported.ws.shape[0]} latents of shape {tuple(imported.ws.shape[1:])}; "
             "a direction is one (num_ws, w_dim). To import sources, use `essence import latents`."
         )
-    _check_generator(generator)
+    _check_generator(generator, imported.ws, p, "Direction file")
     fmt = "targetclip-npy" if p.suffix.lower() == ".npy" and imported.source_shape[:1] == (1,) else f"tensor{p.suffix.lower()}"
     meta = _provenance(p, fmt, imported.container, imported.source_shape)
     meta["target"] = target if target is not None else p.stem
@@ -201,7 +213,7 @@ def import_latents(
 
     p = Path(src)
     imported = read_latents(p)
-    _check_generator(generator)
+    _check_generator(generator, imported.ws, p, "Latent file")
     meta: dict[str, Any] = {
         "format": "essence-latents",
         "essence_version": __version__,

@@ -58,10 +58,10 @@ class Consistency(essence.LossTerm):
 
 @essence.hookimpl
 def register_losses(register):
-    register("transfer", Transfer, description="Paper eq. 6: 1 - cos(target, shifted source), averaged.", tiny={})
+    register("transfer", Transfer, description="The transfer loss (paper eq. 6, lower is better): 1 - cos(target, shifted source), averaged.", tiny={})
     register(
         "consistency",
         Consistency,
-        description="Paper eq. 7: 1 - cos between the embedding edits of every pair of sources.",
+        description="The consistency loss (paper eq. 7, lower is better): 1 - cos between the edits of every pair of sources.",
         tiny={},
     )

@@ -61,5 +61,8 @@ class SourceSimilarity(essence.Metric):
 @essence.hookimpl
 def register_metrics(register):
     register("target-similarity", TargetSimilarity, tiny={})
-    register("consistency", Consistency, tiny={})
+    register(
+        "consistency", Consistency, tiny={},
+        description="Mean cos between the edits of every pair of sources (higher is better; 1 - the run's consistency loss).",
+    )
     register("source-similarity", SourceSimilarity, description="Mean cos(result, its source): an identity proxy.", tiny={})

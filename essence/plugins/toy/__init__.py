@@ -44,7 +44,13 @@ def register_generators(register):
         description="Toy sprites (shape, colour, pattern, background; position, size): a shipped 32-px "
         "StyleGAN2, 8 ws, 2 MB, for the demo and benchmarks with ground truth.",
         tiny={"device": "cpu"},
+        wplus=_sprites_wplus,
     )
+
+
+def _sprites_wplus(config: ToySpritesConfig) -> tuple[int, int] | None:
+    """W+ of the shipped sprites generator, from its file's header (no weights loaded)."""
+    return essence.get_registry().get("generator", "stylegan2").wplus_shape(weights=str(SPRITES_WEIGHTS))
 
 
 #: toy-clip, trained by ``scripts/train_toy_clip.py`` (record beside it).

@@ -30,7 +30,7 @@ def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet:
 
     def step(event: Any) -> None:
         r = event.record
-        progress.update(state["task"], advance=1, loss=f"transfer {r.transfer:.3f}  consistency {r.consistency:.3f}")
+        progress.update(state["task"], advance=1, loss=f"transfer loss {r.transfer:.3f}  consistency loss {r.consistency:.3f}")
 
     with progress:
         results = run_demo(out, targets=names, steps=steps, seed=seed, callback=step, on_start=on_start)
@@ -53,8 +53,8 @@ def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet:
         console.print(table)
         if h:
             console.print(
-                f"  CLIP loss on held-out sources: transfer {h['transfer']:.3f} (unedited {h['transfer_unedited']:.3f}),"
-                f" consistency {h['consistency']:.3f}"
+                f"  CLIP losses on held-out sources (lower is better): transfer loss {h['transfer']:.3f}"
+                f" (unedited {h['transfer_unedited']:.3f}), consistency loss {h['consistency']:.3f}"
             )
         console.print(f"  run folder: {r.outcome.out}  (sheet.png: target, sources, results; heldout_sheet.png)")
     if not quiet:

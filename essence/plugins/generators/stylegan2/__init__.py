@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import essence
-from essence.plugins.generators.stylegan2.config import StyleGAN2Config
+from essence.plugins.generators.stylegan2.config import StyleGAN2Config, wplus_of
 
 ASSETS = Path(__file__).with_name("assets.json")
 
@@ -63,6 +63,7 @@ def register_generators(register):
             defaults=defaults,
             description=DESCRIPTIONS[name],
             tiny=TINY,
+            wplus=wplus_of,
         )
 
 

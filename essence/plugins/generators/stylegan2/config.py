@@ -77,6 +77,52 @@ class Architecture:
         )
 
 
+def header_metadata(path: str) -> dict[str, str] | None:
+    """The ``__metadata__`` of a safetensors file, from its JSON header alone (no tensor is read, no torch);
+    None when the file is not one (or unreadable)."""
+    import struct
+    from pathlib import Path
+
+    p = Path(path).expanduser()
+    try:
+        with p.open("rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            if not 2 <= n <= 100_000_000:
+                return None
+            header = json.loads(fh.read(n))
+    except (OSError, ValueError, struct.error):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def wplus_of(config: StyleGAN2Config) -> tuple[int, int] | None:
+    """W+ ``(num_ws, w_dim)`` of a StyleGAN2 config without building it: from ``size`` and ``style_dim``,
+    else from the architecture our safetensors weights file records in its header, else from a cached
+    asset's header; None when the file must be read in full (another format) or is not there."""
+    size, style_dim = config.size, config.style_dim
+    if size is None or style_dim is None:
+        meta = header_metadata(config.weights)
+        if meta is None:
+            try:  # a registered name that is already in the cache (never downloads)
+                from essence.weights.assets import get_assets
+                from essence.weights.cache import cache_entry
+
+                asset = get_assets().get(config.weights)
+                entry = cache_entry(asset) if asset is not None else None
+                meta = header_metadata(str(entry.path)) if entry is not None and entry.status == "cached" else None
+            except Exception:
+                meta = None
+        try:
+            size = size or (int(meta["size"]) if meta else None)
+            style_dim = style_dim or (int(meta["style_dim"]) if meta else None)
+        except (KeyError, TypeError, ValueError):
+            return None
+    if size is None:
+        return None
+    return 2 * (size.bit_length() - 1) - 2, style_dim or 512
+
+
 class StyleGAN2Config(essence.ComponentConfig):
     """StyleGAN2 config-f generator. Architecture fields left empty are read from the weights file."""
 
