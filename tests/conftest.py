@@ -26,6 +26,51 @@ def _interop_dir() -> Path:
 INTEROP = _interop_dir()
 
 
+_LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "ip6-localhost", ""}
+
+
+def _is_loopback(host) -> bool:
+    import ipaddress
+
+    if host is None or str(host).lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only():
+    """The network rule, enforced: tests talk only to 127.0.0.1. Looking up or connecting to any other
+    address fails at once with an OSError (what a machine without a network gives), so a test that would
+    reach the internet fails or skips here instead of depending on the network."""
+    import socket
+
+    real_getaddrinfo, real_connect, real_connect_ex = socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not _is_loopback(host):
+            raise socket.gaierror(socket.EAI_NONAME, f"tests are loopback-only: no lookup of {host!r}")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    def refused(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
+            raise OSError(101, f"tests are loopback-only: no connection to {address[0]!r}")
+
+    def connect(self, address):
+        refused(self, address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        refused(self, address)
+        return real_connect_ex(self, address)
+
+    socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex = getaddrinfo, connect, connect_ex
+    yield
+    socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex = real_getaddrinfo, real_connect, real_connect_ex
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tests run tiny models, where threads cost more than they give (and thrash on a busy machine)."""

@@ -11,11 +11,18 @@ REGISTRATIONS = [r for regs in essence.list_components().values() for r in regs]
 
 
 @pytest.mark.parametrize("registration", REGISTRATIONS, ids=lambda r: f"{r.kind}:{r.name}")
-def test_component_contract(registration):
+def test_component_contract(registration, monkeypatch):
+    # A component whose tiny config still needs a real file (dlib's landmark model has no tiny form) is
+    # checked where that file is in the cache; the test never downloads it.
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")
     try:
         check_component(registration)
     except essence.MissingExtraError as exc:  # an optional backend that is not installed here
         pytest.skip(str(exc))
+    except essence.WeightsError as exc:
+        if "offline mode is on" not in str(exc):
+            raise
+        pytest.skip(f"needs weights that are not in the cache: {exc}")
 
 
 def test_every_registration_declares_a_tiny_config():
