@@ -243,7 +243,8 @@ def test_a_targetclip_npy_and_a_latent_file(runs, cache, tmp_path):
         ("notes.txt", {}, "not a direction file"),
         ("a", {"sources": "latent file"}, "upload a latent file"),
         ("a", {"count": 0}, "between 1 and 64"),
-        ("a", {"sources": "photos"}, "Unknown kind of sources"),
+        ("a", {"sources": "photos"}, "Photo sources: upload one or more photos"),
+        ("a", {"sources": "faces"}, "Unknown kind of sources"),
         ("wide.npy", {"generator": "toy-sprites"}, r"W\+ is \(8, 128\)"),
     ],
 )
