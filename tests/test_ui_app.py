@@ -18,6 +18,8 @@ import essence  # noqa: E402
 from ui_support import TARGET, loopback_guard, serve, toy_run  # noqa: E402
 
 FIND = ("toy-sprites", "toy-clip", "paper")
+OWN = "(the generator's)"
+NO_PHOTOS = (None, OWN, OWN)  # Apply's photo fields: no photos, the generator's aligner and inverter
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def client(server, tmp_path):
 def test_find_runs_the_toy_models_and_gives_the_direction(client, server):
     from gradio_client import handle_file
 
-    status, loss, preview, download = client.predict(handle_file(str(TARGET)), *FIND, 5, 0, 1, 6, api_name="/find")
+    status, loss, preview, download = client.predict(handle_file(str(TARGET)), *FIND, 5, 0, 1, 6, False, api_name="/find")
     assert status.startswith("**completed** · step 5/5")
     assert loss and preview  # the last loss curve and results are sent even when unchanged
     direction = essence.load_direction(download["value"])
@@ -79,7 +81,7 @@ def test_mistakes_come_back_as_one_line_messages(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as info:
-        client.predict(None, *FIND, 5, 0, 1, 6, api_name="/find")
+        client.predict(None, *FIND, 5, 0, 1, 6, False, api_name="/find")
     assert str(info.value) == "No target image: upload one or pick a bundled target."
     with pytest.raises(AppError, match="Pick two or more runs to compare"):
         client.predict(["first"], api_name="/compare")
@@ -89,8 +91,8 @@ def test_stop_and_the_slider_answer_while_an_optimisation_runs(client, server):
     from gradio_client import handle_file
 
     _, state = server
-    client.predict("first", None, "(the direction's own)", "random", 3, 0, 0.7, None, "0,1", 1.0, api_name="/apply")
-    job = client.submit(handle_file(str(TARGET)), *FIND, 100000, 0, 1, 6, api_name="/find")
+    client.predict("first", None, "(the direction's own)", "random", 3, 0, 0.7, None, "0,1", 1.0, *NO_PHOTOS, api_name="/apply")
+    job = client.submit(handle_file(str(TARGET)), *FIND, 100000, 0, 1, 6, False, api_name="/find")
     deadline = time.monotonic() + 120
     while (state.job is None or state.job.wait(0) or state.job.view().step < 2) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -108,8 +110,8 @@ def test_stop_and_the_slider_answer_while_an_optimisation_runs(client, server):
 def test_apply_gives_the_grid_the_images_and_a_slider_that_changes_them(client):
     from PIL import Image
 
-    sources, results, grid, grid_file, images_file, direction_file = client.predict(
-        "first", None, "(the direction's own)", "random", 4, 0, 0.7, None, "0,0.5,1", 1.0, api_name="/apply"
+    sources, results, grid, grid_file, images_file, direction_file, pairs, notes = client.predict(
+        "first", None, "(the direction's own)", "random", 4, 0, 0.7, None, "0,0.5,1", 1.0, *NO_PHOTOS, api_name="/apply"
     )
     assert len(sources) == len(results) == 4
     with Image.open(grid) as g:

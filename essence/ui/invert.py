@@ -29,6 +29,7 @@ class InvertShown:
     pairs: list[tuple[Image.Image, str]]
     sheet: Path
     latents: Path
+    record_path: Path
     record: dict[str, Any]
     summary: str
 
@@ -84,4 +85,4 @@ def invert_upload(
         f"inverter `{inv.inverter}` · mean pixel MSE {record['mean_pixel_mse']:.4f}"
     ]
     lines += [f"- {w}" for w in named.problems + named.warnings]
-    return InvertShown(pairs, outcome.sheet, outcome.latents, record, "  \n".join(lines))
+    return InvertShown(pairs, outcome.sheet, outcome.latents, outcome.record_path, record, "  \n".join(lines))
