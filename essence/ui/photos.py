@@ -108,6 +108,16 @@ class Inverted:
     inverter: str
     inverter_weights_id: str
 
+    def at(self, path: str) -> Inverted:
+        """The same inversion, named after ``path`` (the same photo uploaded again is another file)."""
+        from dataclasses import replace
+
+        if not self.aligned or self.aligned[0].path == path:
+            return self
+        old = self.aligned[0].path
+        aligned = [replace(a, path=path, label=path + a.label[len(old) :]) for a in self.aligned]
+        return replace(self, aligned=aligned, warnings=[w.replace(old, path, 1) for w in self.warnings])
+
 
 class InversionCache:
     """Inversions by photo file hash and settings (the last ``size`` photos), shared by all pages."""
@@ -160,7 +170,7 @@ class InversionCache:
                 problems += fresh.problems
                 self._keep(fresh, keys, setting)
         with self._lock:
-            found = [self._done[keys[p]] for p in dict.fromkeys(paths) if keys[p] in self._done]
+            found = [self._done[keys[p]].at(p) for p in dict.fromkeys(paths) if keys[p] in self._done]
             component = self._component.get(setting)
         if not found:
             raise EssenceError(f"No {what} could be used: " + " ".join(problems))
