@@ -25,6 +25,7 @@ from essence.ui import apply as apply_tab
 from essence.ui import find as find_tab
 from essence.ui import runs as runs_tab
 from ui_support import SKETCH, TARGET, toy_run
+from ui_support import sprite_photos as make_sprite_photos
 
 
 @pytest.fixture(scope="module")
@@ -348,16 +349,7 @@ def test_compare_mistakes_are_messages(runs, cache, tmp_path):
 
 @pytest.fixture(scope="module")
 def sprite_photos(tmp_path_factory):
-    """Two "photos" of toy sprites the generator never made (world renders, enlarged as a camera would)."""
-    from essence.plugins.toy import world
-
-    folder = tmp_path_factory.mktemp("photos")
-    images = world.render(world.sample_sprites(2, seed=4242))
-    paths = []
-    for k, name in enumerate(["cat.png", "dog.jpg"]):
-        paths.append(folder / name)
-        Image.fromarray(images[k]).resize((96, 96), Image.Resampling.NEAREST).save(paths[-1], quality=95)
-    return [str(p) for p in paths]
+    return make_sprite_photos(tmp_path_factory.mktemp("photos"))
 
 
 def test_photo_sources_are_inverted_once_and_shown_beside_their_reconstructions(runs, cache, sprite_photos, tmp_path):

@@ -15,7 +15,7 @@ pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import essence  # noqa: E402
-from ui_support import TARGET, loopback_guard, serve, toy_run  # noqa: E402
+from ui_support import TARGET, loopback_guard, serve, sprite_photos, toy_run  # noqa: E402
 
 FIND = ("toy-sprites", "toy-clip", "paper")
 OWN = "(the generator's)"
@@ -32,6 +32,11 @@ def server(tmp_path_factory):
         with serve(runs, root / "scratch") as (url, state):
             yield url, state
     assert refused == [], f"connections that left 127.0.0.1: {refused}"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return sprite_photos(tmp_path_factory.mktemp("photos"))
 
 
 @pytest.fixture
@@ -147,3 +152,57 @@ def test_a_name_outside_the_runs_folder_is_refused(client):
 
     with pytest.raises(AppError):
         client.predict("../../etc", api_name="/show_run")
+
+
+def test_photo_sources_show_their_reconstructions_and_the_slider_moves_them(client, server, photos):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    _, state = server
+    photos = [handle_file(p) for p in photos]
+    before = state.inversions.inverted
+    sources, results, _, _, images_file, _, pairs, notes = client.predict(
+        "first", None, "(the direction's own)", "photos", 6, 0, 0.7, None, "0,1", 1.0, photos, OWN, OWN, api_name="/apply"
+    )
+    assert len(sources) == len(results) == 2 and state.inversions.inverted == before + 2
+    assert pairs["visible"] is True and notes == ""
+    pairs = pairs["value"]
+    assert [p["caption"] for p in pairs] == ["cat.png: aligned", "cat.png: G(w)", "dog.jpg: aligned", "dog.jpg: G(w)"]
+    with Image.open(pairs[1]["image"]) as recon, Image.open(sources[0]["image"]) as source:
+        assert recon.convert("RGB").tobytes() == source.convert("RGB").tobytes()  # G(w) is the source at alpha 0
+    moved = client.predict(0.3, api_name="/strength")
+    with Image.open(moved[0]["image"]) as a, Image.open(results[0]["image"]) as b:
+        assert a.convert("RGB").tobytes() != b.convert("RGB").tobytes()
+    client.predict("second", None, "(the direction's own)", "photos", 6, 0, 0.7, None, "0,1", 1.0, photos, OWN, OWN, api_name="/apply")
+    assert state.inversions.inverted == before + 2  # uploaded again: found by their hashes, not inverted again
+
+
+def test_the_invert_tab_gives_the_latents(client, photos):
+    from gradio_client import handle_file
+
+    status, pairs, sheet, latents, record = client.predict(
+        [handle_file(photos[0])], "toy-sprites", OWN, OWN, api_name="/invert"
+    )
+    assert status.startswith("**1 image(s)** into `toy-sprites`") and "toy-encoder" in status
+    assert len(pairs) == 2 and sheet
+    assert latents["value"].endswith("cat-latents.safetensors")
+    assert essence.load_latents(latents["value"]).shape == (1, 8, 128)
+    assert json.loads(open(record["value"]).read())["images"][0]["name"] == "cat.png"
+
+
+def test_photo_mistakes_and_the_init_checkbox(client, server, photos):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, state = server
+    with pytest.raises(AppError, match="No photo: upload one or more photos to invert."):
+        client.predict([], "toy-sprites", OWN, OWN, api_name="/invert")
+    with pytest.raises(AppError, match="makes 'center' crops"):
+        client.predict([handle_file(photos[0])], "toy-sprites", "center-crop", OWN, api_name="/invert")
+    enabled = client.predict("toy-sprites", api_name="/generator_inverter")
+    assert enabled["interactive"] is True and "toy-encoder" in enabled["info"]
+    disabled = client.predict("stylegan2", api_name="/generator_inverter")  # no checkpoint given: no inverter
+    assert disabled["interactive"] is False and disabled["value"] is False and disabled["info"].startswith("Not available")
+    status, *_ = client.predict(handle_file(str(TARGET)), *FIND, 3, 0, 1, 6, True, api_name="/find")
+    assert status.startswith("**completed** · step 3/3")
+    assert (state.job.view().out / "init.safetensors").is_file()  # b started at the target's inversion
