@@ -263,7 +263,8 @@ def build_blocks(state: UiState) -> Any:
                 )
             photo_pairs = gr.Gallery(
                 label="The photos, aligned, beside their reconstructions G(w): what the inversion kept",
-                columns=6,
+                columns=8,
+                object_fit="contain",
                 format="png",
                 height=180,
                 visible=False,
@@ -305,7 +306,8 @@ def build_blocks(state: UiState) -> Any:
             )
             invert_pairs = gr.Gallery(
                 label="Aligned crops beside their reconstructions G(w)",
-                columns=6,
+                columns=8,
+                object_fit="contain",
                 format="png",
                 height=180,
                 elem_id="invert-pairs",
