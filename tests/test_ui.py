@@ -65,7 +65,8 @@ def test_a_gradio_of_another_major_version_is_refused(monkeypatch):
 
 def test_the_cli_and_the_ui_handlers_import_neither_gradio_nor_torch():
     code = (
-        "import sys, essence.cli, essence.ui.find, essence.ui.apply, essence.ui.runs; essence.cli.build_app(); "
+        "import sys, essence.cli, essence.ui.find, essence.ui.apply, essence.ui.runs, essence.ui.invert, essence.ui.photos; "
+        "essence.cli.build_app(); "
         "print(sorted(m for m in ('torch', 'gradio', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -428,8 +429,10 @@ def test_photo_mistakes_are_messages(runs, cache, sprite_photos, tmp_path, monke
     with pytest.raises(essence.EssenceError, match="No photo: upload"):
         invert([])
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(essence.EssenceError, match="notes.txt is not a photo"):
+    with pytest.raises(essence.EssenceError, match="No photo could be used: notes.txt is not a photo"):
         invert([str(tmp_path / "notes.txt")])
+    shown = invert([str(tmp_path / "notes.txt"), sprite_photos[0]])  # one line; the other photo goes on
+    assert len(shown.pairs) == 2 and "notes.txt is not a photo: upload one of .png" in shown.summary
     with pytest.raises(essence.EssenceError, match="makes 'center' crops, but generator 'toy-sprites' expects 'none'"):
         invert(sprite_photos, aligner="center-crop")
     monkeypatch.setattr(Registration, "missing", lambda self: ["dlib"] if self.name == "ffhq-dlib" else [])
@@ -441,7 +444,7 @@ def test_photo_mistakes_are_messages(runs, cache, sprite_photos, tmp_path, monke
     monkeypatch.undo()
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 96 x 96 is over twice that: refused before decoding
     with pytest.raises(essence.EssenceError, match="too large to open safely"):
-        invert(sprite_photos[:1])
+        invert_upload(cache, photos_tab.InversionCache(), sprite_photos[1:], tmp_path / "dl", generator="toy-sprites")
     monkeypatch.undo()
 
     # No face found in one photo: a note; the other photo is still used. In every photo: a message.

@@ -90,6 +90,8 @@ def check_upload(path: str) -> None:
     p = Path(path)
     if not is_image_file(str(p)):
         raise EssenceError(f"{p.name} is not a photo: upload one of {', '.join(IMAGE_SUFFIXES)}.")
+    if not p.is_file():
+        raise EssenceError(f"{p.name}: the uploaded file is gone; upload it again.")
     size = p.stat().st_size
     if size > MAX_PHOTO_BYTES:
         raise EssenceError(
@@ -150,22 +152,31 @@ class InversionCache:
             raise EssenceError(f"No {what}: upload one or more photos first.")
         if len(paths) > MAX_PHOTOS:
             raise EssenceError(f"{len(paths)} photos: upload at most {MAX_PHOTOS} at a time.")
-        for p in paths:
-            check_upload(p)
+        problems: list[str] = []
+        for p in list(paths):  # a file that is not a photo, or too large, is one line; the others go on
+            try:
+                check_upload(p)
+            except EssenceError as exc:
+                problems.append(str(exc))
+                paths.remove(p)
+        if not paths:
+            raise EssenceError(f"No {what} could be used: " + " ".join(problems))
         setting = json.dumps(
             [generator_name, generator_config, settings.model_dump(mode="json")], sort_keys=True, default=str
         )
         keys = {p: f"{sha256_file(p)}:{setting}" for p in paths}
         with self._lock:
             missing = [p for p in paths if keys[p] not in self._done]
-        problems: list[str] = []
         if missing:
             try:
                 fresh = invert_photos(missing, generator, generator_name, settings, device=generator.device, what=what)
             except EssenceError as exc:
-                if len(missing) == len(paths):
+                if len(missing) == len(paths) and not problems:
                     raise
-                problems.append(str(exc))
+                line, prefix = str(exc), f"No {what} could be used: "  # every new photo failed, each said why
+                problems.append(line[len(prefix) :] if line.startswith(prefix) else line)
+                if len(missing) == len(paths):
+                    raise EssenceError(prefix + " ".join(problems)) from None
             else:
                 problems += fresh.problems
                 self._keep(fresh, keys, setting)
