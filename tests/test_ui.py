@@ -433,11 +433,14 @@ def test_photo_mistakes_are_messages(runs, cache, sprite_photos, tmp_path, monke
         invert([str(tmp_path / "notes.txt")])
     shown = invert([str(tmp_path / "notes.txt"), sprite_photos[0]])  # one line; the other photo goes on
     assert len(shown.pairs) == 2 and "notes.txt is not a photo: upload one of .png" in shown.summary
-    with pytest.raises(essence.EssenceError, match="makes 'center' crops, but generator 'toy-sprites' expects 'none'"):
+    with pytest.raises(essence.EssenceError, match="makes 'center' crops, but generator 'toy-sprites' expects 'none'") as info:
         invert(sprite_photos, aligner="center-crop")
+    assert "pick the aligner resize, or the aligner 'none (already aligned" in str(info.value) and "--" not in str(info.value)
     monkeypatch.setattr(Registration, "missing", lambda self: ["dlib"] if self.name == "ffhq-dlib" else [])
     with pytest.raises(essence.EssenceError, match=r'needs dlib\) is not installed: pip install "essence-transfer\[photos\]"'):
         invert(sprite_photos, aligner="ffhq-dlib")
+    with pytest.raises(essence.EssenceError, match="or pick the aligner 'none"):
+        apply_tab.load_applied(cache, runs / "a", sources="photos", photos=sprite_photos, aligner="ffhq-dlib")
     monkeypatch.setattr(photos_tab, "MAX_PHOTO_BYTES", 100)
     with pytest.raises(essence.EssenceError, match=r"cat.png is too large .* downscale it first"):
         invert(sprite_photos)

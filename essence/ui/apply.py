@@ -104,14 +104,15 @@ def photo_sources(
 ) -> Sources:
     """Uploaded photos, aligned to the generator's crop and inverted (menus: the generator's aligner and
     inverter unless others are picked); an inversion made before with the same settings is reused."""
-    from essence.ui.photos import InversionCache, inversion_settings, relabel
+    from essence.ui.photos import InversionCache, inversion_settings, page_words, relabel
 
     files = [photos] if isinstance(photos, str) else list(photos or [])
     if not files:
         raise EssenceError("Photo sources: upload one or more photos first.")
     cache = inversions if inversions is not None else InversionCache()
     settings = inversion_settings(aligner, inverter)
-    inv = cache.invert(files, generator, generator_name, generator_config or {}, settings, what="source photo")
+    with page_words():
+        inv = cache.invert(files, generator, generator_name, generator_config or {}, settings, what="source photo")
     inv = relabel(inv, files)  # the uploaded files' own names, not the server's copies
     return Sources(inv.ws, [a.crop.image for a in inv.aligned], inv.names, inv.problems + inv.warnings)
 

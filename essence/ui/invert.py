@@ -53,7 +53,7 @@ def invert_upload(
     from essence.method.figures import fit_tile
     from essence.method.photos import check_inversion_settings
     from essence.ui.apply import VIEW_TILE, view
-    from essence.ui.photos import display_name, inversion_settings, relabel
+    from essence.ui.photos import display_name, inversion_settings, page_words, relabel
     from essence.workflows.apply import generator_config
     from essence.workflows.invert import InvertConfig, write_inversion
 
@@ -64,9 +64,10 @@ def invert_upload(
         raise EssenceError("No generator: choose the generator whose W+ the photos go into.")
     settings = inversion_settings(aligner, inverter)
     reg, config = generator_config(ComponentSpec(name=generator), device)
-    check_inversion_settings(settings, reg, config)  # a missing extra or unknown name before any model
-    g = cache.get(reg.name, config)
-    inv = inversions.invert(files, g, reg.name, config, settings)
+    with page_words():
+        check_inversion_settings(settings, reg, config)  # a missing extra or unknown name before any model
+        g = cache.get(reg.name, config)
+        inv = inversions.invert(files, g, reg.name, config, settings)
     named = relabel(inv, files)  # the uploaded files' own names in the file, not the server's copies
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(display_name(files[0])).stem).strip("._")[:48] or "photo"
     folder.mkdir(parents=True, exist_ok=True)

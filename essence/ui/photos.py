@@ -8,9 +8,11 @@ inversion" (which asks :func:`generator_inverter` whether the generator has one)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -81,6 +83,29 @@ def generator_inverter(generator: str | None, cache: Any = None) -> tuple[str | 
     except EssenceError as exc:
         return None, str(exc)
     return str(declared), f"The target is inverted with {declared}."
+
+
+#: The command-line options that photo messages name, in the page's words.
+PAGE_WORDS = (
+    (r"pass --align none", f"pick the aligner {NO_ALIGNMENT!r}"),
+    (r"--align none", f"the aligner {NO_ALIGNMENT!r}"),
+    (r"use --aligner ([\w.-]+)", r"pick the aligner \1"),
+    (r"with --inverter", "in the Inverter menu"),
+)
+
+
+@contextlib.contextmanager
+def page_words() -> Iterator[None]:
+    """Photo messages (written for the command line) re-raised naming the page's menus, not its options."""
+    try:
+        yield
+    except EssenceError as exc:
+        message = str(exc)
+        for pattern, words in PAGE_WORDS:
+            message = re.sub(pattern, words, message)
+        if message == str(exc):
+            raise
+        raise EssenceError(message) from None
 
 
 def check_upload(path: str) -> None:
