@@ -5,7 +5,8 @@ it, apply it, move the strength slider and see the results change, download the 
 direction; upload photos as the sources, see each beside its reconstruction, move the slider and see the
 results change; invert a photo in the Invert tab and download its latents; list and compare the runs. Every request the page makes is observed, and any that would leave
 127.0.0.1 is blocked and fails the test. Screenshots go to $ESSENCE_UI_SCREENSHOTS (default: the test's
-temporary folder). Skipped when chromium or playwright is absent (.ci/run installs chromium).
+temporary folder); $ESSENCE_UI_TIMEOUT_MS shortens each wait (default 120 s) when debugging. Skipped when
+chromium or playwright is absent (.ci/run installs chromium).
 """
 
 from __future__ import annotations
