@@ -3,8 +3,8 @@
 One user's session on the shipped toy models: load the page, upload a target, find a direction, download
 it, apply it, move the strength slider and see the results change, download the grid, images and
 direction; upload photos as the sources, see each beside its reconstruction, move the slider and see the
-results change; invert a photo in the Invert tab and download its latents; list and compare the runs. Every request the page makes is observed, and any that would leave
-127.0.0.1 is blocked and fails the test. Screenshots go to $ESSENCE_UI_SCREENSHOTS (default: the test's
+results change; invert a photo in the Invert tab and download its latents; list and compare the runs.
+Every request the page makes is observed, and any that would leave 127.0.0.1 is blocked and fails the test. Screenshots go to $ESSENCE_UI_SCREENSHOTS (default: the test's
 temporary folder); $ESSENCE_UI_TIMEOUT_MS shortens each wait (default 120 s) when debugging. Skipped when
 chromium or playwright is absent (.ci/run installs chromium).
 """
