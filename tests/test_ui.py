@@ -25,6 +25,7 @@ from essence.ui import apply as apply_tab
 from essence.ui import find as find_tab
 from essence.ui import runs as runs_tab
 from ui_support import SKETCH, TARGET, toy_run
+from ui_support import sprite_photos as make_sprite_photos
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def test_a_gradio_of_another_major_version_is_refused(monkeypatch):
 
 def test_the_cli_and_the_ui_handlers_import_neither_gradio_nor_torch():
     code = (
-        "import sys, essence.cli, essence.ui.find, essence.ui.apply, essence.ui.runs; essence.cli.build_app(); "
+        "import sys, essence.cli, essence.ui.find, essence.ui.apply, essence.ui.runs, essence.ui.invert, essence.ui.photos; "
+        "essence.cli.build_app(); "
         "print(sorted(m for m in ('torch', 'gradio', 'matplotlib') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -247,7 +249,8 @@ def test_a_targetclip_npy_and_a_latent_file(runs, cache, tmp_path):
         ("notes.txt", {}, "not a direction file"),
         ("a", {"sources": "latent file"}, "upload a latent file"),
         ("a", {"count": 0}, "between 1 and 64"),
-        ("a", {"sources": "photos"}, "Unknown kind of sources"),
+        ("a", {"sources": "photos"}, "Photo sources: upload one or more photos"),
+        ("a", {"sources": "faces"}, "Unknown kind of sources"),
         ("wide.npy", {"generator": "toy-sprites"}, r"W\+ is \(8, 128\)"),
     ],
 )
@@ -344,3 +347,145 @@ def test_compare_mistakes_are_messages(runs, cache, tmp_path):
     finally:
         (runs / "bare" / "metrics.json").unlink()
         (runs / "bare").rmdir()
+
+
+# -- Photos: Apply's photo sources, the Invert tab, Find's init at the target ------------------------
+
+
+@pytest.fixture(scope="module")
+def sprite_photos(tmp_path_factory):
+    return make_sprite_photos(tmp_path_factory.mktemp("photos"))
+
+
+def test_photo_sources_are_inverted_once_and_shown_beside_their_reconstructions(runs, cache, sprite_photos, tmp_path):
+    import shutil
+
+    from essence.method.photos import invert_photos
+    from essence.ui.photos import InversionCache
+
+    inversions = InversionCache()
+    applied = apply_tab.load_applied(cache, runs / "a", sources="photos", photos=sprite_photos, inversions=inversions)
+    g = cache.get(applied.generator, applied.generator_config)
+    direct = invert_photos(sprite_photos, g, "toy-sprites")  # the path every photo takes (toy-encoder, resize)
+    assert torch.equal(applied.ws, direct.ws) and inversions.inverted == 2
+    assert applied.photo_names == ["cat.png", "dog.jpg"] and applied.notes == []
+    pairs = apply_tab.photo_view(cache, applied)
+    assert [caption for _, caption in pairs] == ["cat.png: aligned", "cat.png: G(w)", "dog.jpg: aligned", "dog.jpg: G(w)"]
+    assert pairs[1][0].tobytes() == apply_tab.at_strength(cache, applied, 0.0)[0].tobytes()  # G(w): alpha 0
+    assert pairs[0][0].tobytes() == fit_tile(direct.aligned[0].crop.image, apply_tab.VIEW_TILE).tobytes()
+
+    # The same photo under another name (a new upload) is found by its hash: nothing is inverted again.
+    again = tmp_path / "cat-again.png"
+    shutil.copyfile(sprite_photos[0], again)
+    started = time.perf_counter()
+    reused = apply_tab.load_applied(cache, runs / "b", sources="photos", photos=[str(again)], inversions=inversions)
+    assert inversions.inverted == 2 and torch.equal(reused.ws, applied.ws[:1]) and reused.photo_names == ["cat-again.png"]
+    assert time.perf_counter() - started < 5
+    at0, at1 = apply_tab.at_strength(cache, applied, 0.0), apply_tab.at_strength(cache, applied, 1.0)
+    assert at0[0].tobytes() != at1[0].tobytes()
+    assert apply_tab.photo_view(cache, apply_tab.load_applied(cache, runs / "a", count=2)) == []  # random: no photos
+
+
+def test_another_aligner_or_inverter_is_another_inversion(runs, cache, sprite_photos):
+    from essence.ui.photos import NO_ALIGNMENT, InversionCache
+
+    inversions = InversionCache()
+    fields = dict(sources="photos", photos=sprite_photos[:1], inversions=inversions)
+    apply_tab.load_applied(cache, runs / "a", **fields)
+    apply_tab.load_applied(cache, runs / "a", aligner=NO_ALIGNMENT, inverter="toy-encoder", **fields)
+    assert inversions.inverted == 2
+
+
+def test_the_invert_tab_writes_the_file_essence_invert_writes(cache, sprite_photos, tmp_path):
+    from safetensors import safe_open
+
+    from essence.ui.invert import invert_upload
+    from essence.ui.photos import InversionCache
+
+    shown = invert_upload(cache, InversionCache(), sprite_photos, tmp_path / "dl", generator="toy-sprites")
+    assert shown.latents == tmp_path / "dl" / "cat-latents.safetensors"
+    result = CliRunner().invoke(build_app(), ["invert", *sprite_photos, "-g", "toy-sprites", "-o", str(tmp_path / "cli.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert torch.equal(essence.load_latents(shown.latents), essence.load_latents(tmp_path / "cli.safetensors"))
+    with safe_open(str(shown.latents), "pt") as ours, safe_open(str(tmp_path / "cli.safetensors"), "pt") as cli:
+        mine, theirs = ours.metadata(), cli.metadata()
+    assert json.loads(mine.pop("names")) == ["cat.png", "dog.jpg"]  # the uploaded names, not the server's copies
+    theirs.pop("names")
+    assert mine == theirs
+    record = json.loads((tmp_path / "cli.json").read_text())
+    assert [i["pixel_mse"] for i in shown.record["images"]] == pytest.approx([i["pixel_mse"] for i in record["images"]])
+    assert Image.open(shown.sheet).size == Image.open(tmp_path / "cli_sheet.png").size
+    assert [c for _, c in shown.pairs][::2] == ["cat.png: aligned", "dog.jpg: aligned"]
+    assert "toy-encoder" in shown.summary and "mean pixel MSE" in shown.summary
+
+
+def test_photo_mistakes_are_messages(runs, cache, sprite_photos, tmp_path, monkeypatch):
+    from essence.core.registry import Registration
+    from essence.plugins.aligners.simple import Resize
+    from essence.ui import photos as photos_tab
+    from essence.ui.invert import invert_upload
+
+    inversions = photos_tab.InversionCache()
+
+    def invert(photos, **fields):
+        return invert_upload(cache, inversions, photos, tmp_path / "dl", generator="toy-sprites", **fields)
+
+    with pytest.raises(essence.EssenceError, match="No photo: upload"):
+        invert([])
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(essence.EssenceError, match="No photo could be used: notes.txt is not a photo"):
+        invert([str(tmp_path / "notes.txt")])
+    shown = invert([str(tmp_path / "notes.txt"), sprite_photos[0]])  # one line; the other photo goes on
+    assert len(shown.pairs) == 2 and "notes.txt is not a photo: upload one of .png" in shown.summary
+    with pytest.raises(essence.EssenceError, match="makes 'center' crops, but generator 'toy-sprites' expects 'none'") as info:
+        invert(sprite_photos, aligner="center-crop")
+    assert "pick the aligner resize, or the aligner 'none (already aligned" in str(info.value) and "--" not in str(info.value)
+    monkeypatch.setattr(Registration, "missing", lambda self: ["dlib"] if self.name == "ffhq-dlib" else [])
+    with pytest.raises(essence.EssenceError, match=r'needs dlib\) is not installed: pip install "essence-transfer\[photos\]"'):
+        invert(sprite_photos, aligner="ffhq-dlib")
+    with pytest.raises(essence.EssenceError, match="or pick the aligner 'none"):
+        apply_tab.load_applied(cache, runs / "a", sources="photos", photos=sprite_photos, aligner="ffhq-dlib")
+    monkeypatch.setattr(photos_tab, "MAX_PHOTO_BYTES", 100)
+    with pytest.raises(essence.EssenceError, match=r"cat.png is too large .* downscale it first"):
+        invert(sprite_photos)
+    monkeypatch.undo()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # 96 x 96 is over twice that: refused before decoding
+    with pytest.raises(essence.EssenceError, match="too large to open safely"):
+        invert_upload(cache, photos_tab.InversionCache(), sprite_photos[1:], tmp_path / "dl", generator="toy-sprites")
+    monkeypatch.undo()
+
+    # No face found in one photo: a note; the other photo is still used. In every photo: a message.
+    align = Resize.align
+    monkeypatch.setattr(Resize, "align", lambda self, image, *a, **k: [] if image.size == (1, 1) else align(self, image, *a, **k))
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (1, 1)).save(blank)
+    applied = apply_tab.load_applied(
+        cache, runs / "a", sources="photos", photos=[str(blank), sprite_photos[0]], inversions=inversions
+    )
+    assert applied.ws.shape[0] == 1 and applied.notes == ["blank.png: no face found."]
+    with pytest.raises(essence.EssenceError, match="No source photo could be used: .*no face found"):
+        apply_tab.load_applied(cache, runs / "a", sources="photos", photos=[str(blank)], inversions=inversions)
+
+
+def test_find_can_start_at_the_target_inversion_when_the_generator_has_an_inverter(cache, tmp_path):
+    from essence.ui.photos import generator_inverter
+
+    assert generator_inverter("toy-sprites", cache)[0] == "toy-encoder"
+    assert generator_inverter("stylegan2-ffhq", cache)[0] == "e4e"  # declared: nothing is built
+    inverter, why = generator_inverter("stylegan2", cache)  # a checkpoint file not given: no inverter to ask
+    assert inverter is None and "weights" in why
+    with pytest.raises(essence.EssenceError, match="Cannot start at the target's inversion: The generator 'stylegan2'"):
+        find_tab.find_config(str(TARGET), runs=tmp_path, init_target=True, cache=cache, **{**FIELDS, "generator": "stylegan2"})
+    with pytest.raises(essence.EssenceError, match="one start: set Restarts to 1"):
+        find_tab.find_config(str(TARGET), runs=tmp_path, init_target=True, cache=cache, **{**FIELDS, "restarts": 2})
+    config = find_tab.find_config(str(TARGET), runs=tmp_path, init_target=True, cache=cache, **{**FIELDS, "steps": 2})
+    assert config.init.mode == "target"
+    job = find_tab.FindJob(config).start()
+    assert job.wait(120)
+    view = job.view()
+    assert view.state == "completed", view.message
+    g = cache.get("toy-sprites", {"device": "cpu"})
+    from essence.method.photos import invert_photos
+
+    expected = invert_photos([str(TARGET)], g, "toy-sprites").ws
+    assert torch.equal(essence.load_latents(view.out / "init.safetensors"), expected)

@@ -15,9 +15,11 @@ pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
 import essence  # noqa: E402
-from ui_support import TARGET, loopback_guard, serve, toy_run  # noqa: E402
+from ui_support import TARGET, loopback_guard, serve, sprite_photos, toy_run  # noqa: E402
 
 FIND = ("toy-sprites", "toy-clip", "paper")
+OWN = "(the generator's)"
+NO_PHOTOS = (None, OWN, OWN)  # Apply's photo fields: no photos, the generator's aligner and inverter
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,11 @@ def server(tmp_path_factory):
     assert refused == [], f"connections that left 127.0.0.1: {refused}"
 
 
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return sprite_photos(tmp_path_factory.mktemp("photos"))
+
+
 @pytest.fixture
 def client(server, tmp_path):
     from gradio_client import Client
@@ -43,7 +50,7 @@ def client(server, tmp_path):
 def test_find_runs_the_toy_models_and_gives_the_direction(client, server):
     from gradio_client import handle_file
 
-    status, loss, preview, download = client.predict(handle_file(str(TARGET)), *FIND, 5, 0, 1, 6, api_name="/find")
+    status, loss, preview, download = client.predict(handle_file(str(TARGET)), *FIND, 5, 0, 1, 6, False, api_name="/find")
     assert status.startswith("**completed** · step 5/5")
     assert loss and preview  # the last loss curve and results are sent even when unchanged
     direction = essence.load_direction(download["value"])
@@ -79,7 +86,7 @@ def test_mistakes_come_back_as_one_line_messages(client):
     from gradio_client.exceptions import AppError
 
     with pytest.raises(AppError) as info:
-        client.predict(None, *FIND, 5, 0, 1, 6, api_name="/find")
+        client.predict(None, *FIND, 5, 0, 1, 6, False, api_name="/find")
     assert str(info.value) == "No target image: upload one or pick a bundled target."
     with pytest.raises(AppError, match="Pick two or more runs to compare"):
         client.predict(["first"], api_name="/compare")
@@ -89,8 +96,8 @@ def test_stop_and_the_slider_answer_while_an_optimisation_runs(client, server):
     from gradio_client import handle_file
 
     _, state = server
-    client.predict("first", None, "(the direction's own)", "random", 3, 0, 0.7, None, "0,1", 1.0, api_name="/apply")
-    job = client.submit(handle_file(str(TARGET)), *FIND, 100000, 0, 1, 6, api_name="/find")
+    client.predict("first", None, "(the direction's own)", "random", 3, 0, 0.7, None, "0,1", 1.0, *NO_PHOTOS, api_name="/apply")
+    job = client.submit(handle_file(str(TARGET)), *FIND, 100000, 0, 1, 6, False, api_name="/find")
     deadline = time.monotonic() + 120
     while (state.job is None or state.job.wait(0) or state.job.view().step < 2) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -108,8 +115,8 @@ def test_stop_and_the_slider_answer_while_an_optimisation_runs(client, server):
 def test_apply_gives_the_grid_the_images_and_a_slider_that_changes_them(client):
     from PIL import Image
 
-    sources, results, grid, grid_file, images_file, direction_file = client.predict(
-        "first", None, "(the direction's own)", "random", 4, 0, 0.7, None, "0,0.5,1", 1.0, api_name="/apply"
+    sources, results, grid, grid_file, images_file, direction_file, pairs, notes = client.predict(
+        "first", None, "(the direction's own)", "random", 4, 0, 0.7, None, "0,0.5,1", 1.0, *NO_PHOTOS, api_name="/apply"
     )
     assert len(sources) == len(results) == 4
     from essence.method.figures import LABEL_HEIGHT
@@ -149,3 +156,57 @@ def test_a_name_outside_the_runs_folder_is_refused(client):
 
     with pytest.raises(AppError):
         client.predict("../../etc", api_name="/show_run")
+
+
+def test_photo_sources_show_their_reconstructions_and_the_slider_moves_them(client, server, photos):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    _, state = server
+    photos = [handle_file(p) for p in photos]
+    before = state.inversions.inverted
+    sources, results, _, _, images_file, _, pairs, notes = client.predict(
+        "first", None, "(the direction's own)", "photos", 6, 0, 0.7, None, "0,1", 1.0, photos, OWN, OWN, api_name="/apply"
+    )
+    assert len(sources) == len(results) == 2 and state.inversions.inverted == before + 2
+    assert pairs["visible"] is True and notes == ""
+    pairs = pairs["value"]
+    assert [p["caption"] for p in pairs] == ["cat.png: aligned", "cat.png: G(w)", "dog.jpg: aligned", "dog.jpg: G(w)"]
+    with Image.open(pairs[1]["image"]) as recon, Image.open(sources[0]["image"]) as source:
+        assert recon.convert("RGB").tobytes() == source.convert("RGB").tobytes()  # G(w) is the source at alpha 0
+    moved = client.predict(0.3, api_name="/strength")
+    with Image.open(moved[0]["image"]) as a, Image.open(results[0]["image"]) as b:
+        assert a.convert("RGB").tobytes() != b.convert("RGB").tobytes()
+    client.predict("second", None, "(the direction's own)", "photos", 6, 0, 0.7, None, "0,1", 1.0, photos, OWN, OWN, api_name="/apply")
+    assert state.inversions.inverted == before + 2  # uploaded again: found by their hashes, not inverted again
+
+
+def test_the_invert_tab_gives_the_latents(client, photos):
+    from gradio_client import handle_file
+
+    status, pairs, sheet, latents, record = client.predict(
+        [handle_file(photos[0])], "toy-sprites", OWN, OWN, api_name="/invert"
+    )
+    assert status.startswith("**1 image(s)** into `toy-sprites`") and "toy-encoder" in status
+    assert len(pairs) == 2 and sheet
+    assert latents["value"].endswith("cat-latents.safetensors")
+    assert essence.load_latents(latents["value"]).shape == (1, 8, 128)
+    assert json.loads(open(record["value"]).read())["images"][0]["name"] == "cat.png"
+
+
+def test_photo_mistakes_and_the_init_checkbox(client, server, photos):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    _, state = server
+    with pytest.raises(AppError, match="No photo: upload one or more photos to invert."):
+        client.predict([], "toy-sprites", OWN, OWN, api_name="/invert")
+    with pytest.raises(AppError, match="makes 'center' crops"):
+        client.predict([handle_file(photos[0])], "toy-sprites", "center-crop", OWN, api_name="/invert")
+    enabled = client.predict("toy-sprites", api_name="/generator_inverter")
+    assert enabled["interactive"] is True and "toy-encoder" in enabled["info"]
+    disabled = client.predict("stylegan2", api_name="/generator_inverter")  # no checkpoint given: no inverter
+    assert disabled["interactive"] is False and disabled["value"] is False and disabled["info"].startswith("Not available")
+    status, *_ = client.predict(handle_file(str(TARGET)), *FIND, 3, 0, 1, 6, True, api_name="/find")
+    assert status.startswith("**completed** · step 3/3")
+    assert (state.job.view().out / "init.safetensors").is_file()  # b started at the target's inversion

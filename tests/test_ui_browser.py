@@ -2,9 +2,11 @@
 
 One user's session on the shipped toy models: load the page, upload a target, find a direction, download
 it, apply it, move the strength slider and see the results change, download the grid, images and
-direction, list and compare the runs. Every request the page makes is observed, and any that would leave
-127.0.0.1 is blocked and fails the test. Screenshots go to $ESSENCE_UI_SCREENSHOTS (default: the test's
-temporary folder). Skipped when chromium or playwright is absent (.ci/run installs chromium).
+direction; upload photos as the sources, see each beside its reconstruction, move the slider and see the
+results change; invert a photo in the Invert tab and download its latents; list and compare the runs.
+Every request the page makes is observed, and any that would leave 127.0.0.1 is blocked and fails the test. Screenshots go to $ESSENCE_UI_SCREENSHOTS (default: the test's
+temporary folder); $ESSENCE_UI_TIMEOUT_MS shortens each wait (default 120 s) when debugging. Skipped when
+chromium or playwright is absent (.ci/run installs chromium).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 import essence  # noqa: E402
-from ui_support import TARGET, is_loopback, loopback_guard, serve, toy_run  # noqa: E402
+from ui_support import TARGET, is_loopback, loopback_guard, serve, sprite_photos, toy_run  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("ESSENCE_CHROMIUM", "/usr/bin/chromium"))
 ARGS = [
@@ -79,7 +81,7 @@ def browser_page(tmp_path):
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("websocket", lambda ws: (seen.append(ws.url), None if local(ws.url) else blocked.append(ws.url)))
-        page.set_default_timeout(TIMEOUT_MS)
+        page.set_default_timeout(float(os.environ.get("ESSENCE_UI_TIMEOUT_MS", TIMEOUT_MS)))
         try:
             yield page, seen
         finally:
@@ -154,6 +156,43 @@ def test_a_session_in_chromium(tmp_path, browser_page, screenshots, monkeypatch)
         assert grid.suffix == ".png" and essence.load_direction(direction).b.equal(found.b)
         with zipfile.ZipFile(images) as zf:
             assert len(zf.namelist()) == 6 * 4  # 6 sources x the default 4 strengths
+
+        # Photos as the sources: aligned and inverted, each shown beside G(w); the slider moves them.
+        photos = sprite_photos(tmp_path / "photos")
+        photos_started = time.perf_counter()
+        page.locator("#source-kind").get_by_text("photos", exact=True).click()
+        page.set_input_files("#source-photos input[type=file]", photos)
+        uploaded = "n => document.querySelectorAll(`#ID a[href*='gradio_api/file=']`).length == n"  # on the server
+        page.wait_for_function(uploaded.replace("ID", "source-photos"), arg=2)
+        page.click("#apply")
+        page.wait_for_function("document.querySelectorAll('#photo-pairs img').length == 4")
+        page.wait_for_function("document.querySelectorAll('#results img').length == 2")
+        sync_api.expect(page.locator("#photo-pairs")).to_contain_text("cat.png: G(w)")
+        before = _image_bytes(page, "#results img")
+        box = slider.bounding_box()  # the photo fields moved it
+        page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)  # towards 1.7
+        page.wait_for_function(
+            "src => document.querySelector('#results img').getAttribute('src') != src",
+            arg=page.locator("#results img").first.get_attribute("src"),
+        )
+        assert _image_bytes(page, "#results img") != before
+        assert float(page.locator("#strength input[type=number]").input_value()) > 1
+        assert state.inversions.inverted == 2
+        page.screenshot(path=str(screenshots / "ui-photos.png"), full_page=True)
+
+        # Invert a photo: the aligned crop beside G(w), and its latents as `essence invert` writes them.
+        page.get_by_role("tab", name="Invert a photo").click()
+        page.set_input_files("#invert-photos input[type=file]", photos[:1])
+        page.wait_for_function(uploaded.replace("ID", "invert-photos"), arg=1)
+        page.click("#invert")
+        page.wait_for_selector("#invert-status:has-text('1 image(s)')")
+        page.wait_for_function("document.querySelectorAll('#invert-pairs img').length == 2")
+        page.wait_for_selector("#invert-sheet img")
+        latents = essence.load_latents(_download(page, "#latents-download", downloads))
+        assert latents.shape == (1, 8, 128)
+        assert state.inversions.inverted == 2  # the photo inverted as a source is not inverted again
+        page.screenshot(path=str(screenshots / "ui-invert.png"), full_page=True)
+        print(f"photo sources and the Invert tab in {time.perf_counter() - photos_started:.1f} s")
 
         # Runs: both listed; compare them.
         page.get_by_role("tab", name="Runs").click()

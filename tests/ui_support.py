@@ -33,6 +33,21 @@ def toy_run(out: Path, *, steps: int = 4, seed: int = 0, target: Path = TARGET, 
     return execute_run(config, out=out).out
 
 
+def sprite_photos(folder: Path, names: tuple[str, ...] = ("cat.png", "dog.jpg")) -> list[str]:
+    """"Photos" of toy sprites the generator never made: world renders, enlarged as a camera would see them."""
+    from PIL import Image
+
+    from essence.plugins.toy import world
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = world.render(world.sample_sprites(len(names), seed=4242))
+    paths = []
+    for image, name in zip(images, names):
+        paths.append(folder / name)
+        Image.fromarray(image).resize((96, 96), Image.Resampling.NEAREST).save(paths[-1], quality=95)
+    return [str(p) for p in paths]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

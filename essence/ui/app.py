@@ -1,5 +1,5 @@
-"""The page: three tabs (Find a direction, Apply, Runs) in Gradio Blocks, over the handlers of find.py,
-apply.py and runs.py. The only module of essence that imports gradio.
+"""The page: four tabs (Find a direction, Apply, Invert a photo, Runs) in Gradio Blocks, over the handlers
+of find.py, apply.py, invert.py (with photos.py) and runs.py. The only module of essence that imports gradio.
 
 Private by default: it binds 127.0.0.1, makes no share link, sends no analytics, keeps no run history in
 the browser, serves no MCP server and fetches nothing from outside (system fonts, no CDN). Jobs that
@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from essence.core.errors import EssenceError
+from essence.method.photos import IMAGE_SUFFIXES
 from essence.ui import apply as apply_tab
 from essence.ui import require_gradio
 from essence.ui import find as find_tab
+from essence.ui import invert as invert_tab
+from essence.ui import photos as photos_tab
 from essence.ui import runs as runs_tab
 
 #: Seconds between two looks at a running optimisation.
@@ -36,6 +39,8 @@ RENDER = "essence-render"
 #: The generator the direction was made for (a choice of the Apply tab's menu).
 OWN_GENERATOR = "(the direction's own)"
 LOSS_SIZE = (560, 320)
+#: What the photo uploads accept: the suffixes `essence invert` reads as photos.
+PHOTO_SUFFIXES = IMAGE_SUFFIXES
 IMAGE_BUTTONS = ["download", "fullscreen"]  # no "share": nothing leaves the machine
 
 
@@ -48,6 +53,7 @@ class UiState:
         self.own_scratch = scratch is None
         self.scratch = Path(scratch) if scratch is not None else Path(tempfile.mkdtemp(prefix="essence-ui-"))
         self.cache = apply_tab.GeneratorCache()
+        self.inversions = photos_tab.InversionCache()
         self.job: find_tab.FindJob | None = None
         self._lock = threading.Lock()
         self._downloads = 0
@@ -133,6 +139,7 @@ def build_blocks(state: UiState) -> Any:
 
     menus = find_tab.choices()
     bundled = find_tab.bundled_targets()
+    aligners, inverters = photos_tab.aligner_choices(), photos_tab.inverter_choices()
 
     def run_choices() -> tuple[list[str], list[str]]:
         listed = runs_tab.list_runs(state.runs)
@@ -174,6 +181,13 @@ def build_blocks(state: UiState) -> Any:
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     restarts = gr.Number(1, precision=0, minimum=1, label="Restarts")
                     sources = gr.Number(6, precision=0, minimum=2, label="Sources")
+                    init_target = gr.Checkbox(
+                        False,
+                        label="Start at the target's inversion (in-domain targets)",
+                        info="Asking the generator for its inverter...",
+                        interactive=False,
+                        elem_id="init-target",
+                    )
             with gr.Row():
                 find_button = gr.Button("Find the direction", variant="primary", elem_id="find")
                 stop_button = gr.Button("Stop (keeps the best direction)", variant="stop", elem_id="stop")
@@ -206,8 +220,10 @@ def build_blocks(state: UiState) -> Any:
                         [OWN_GENERATOR, *menus.generators], value=OWN_GENERATOR, label="Generator"
                     )
                 with gr.Column():
-                    source_kind = gr.Radio(list(apply_tab.SOURCE_KINDS), value="random", label="Sources")
-                    with gr.Row():
+                    source_kind = gr.Radio(
+                        list(apply_tab.SOURCE_KINDS), value="random", label="Sources", elem_id="source-kind"
+                    )
+                    with gr.Row(visible=True) as random_fields:
                         count = gr.Number(6, precision=0, minimum=1, maximum=64, label="Count")
                         apply_seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                         truncation = gr.Number(0.7, minimum=0, maximum=2, label="Truncation")
@@ -215,7 +231,19 @@ def build_blocks(state: UiState) -> Any:
                         label="Latent file (N, num_ws, w_dim)",
                         type="filepath",
                         file_types=[".pt", ".pth", ".npy", ".safetensors"],
+                        visible=False,
                     )
+                    with gr.Group(visible=False) as photo_fields:
+                        photo_files = gr.File(
+                            label="Photos: aligned to the generator's crop and inverted (kept for the next Apply)",
+                            file_count="multiple",
+                            file_types=list(PHOTO_SUFFIXES),
+                            type="filepath",
+                            elem_id="source-photos",
+                        )
+                        with gr.Row():
+                            apply_aligner = gr.Dropdown(aligners, value=photos_tab.GENERATORS_OWN, label="Aligner")
+                            apply_inverter = gr.Dropdown(inverters, value=photos_tab.GENERATORS_OWN, label="Inverter")
                     alphas = gr.Textbox("0,0.5,1,1.3", label="Strengths of the grid (comma-separated)")
             apply_button = gr.Button("Apply", variant="primary", elem_id="apply")
             strength = gr.Slider(
@@ -233,6 +261,17 @@ def build_blocks(state: UiState) -> Any:
                     elem_id="results",
                     buttons=IMAGE_BUTTONS,
                 )
+            photo_pairs = gr.Gallery(
+                label="The photos, aligned, beside their reconstructions G(w): what the inversion kept",
+                columns=8,
+                object_fit="contain",
+                format="png",
+                height=180,
+                visible=False,
+                elem_id="photo-pairs",
+                buttons=IMAGE_BUTTONS,
+            )
+            source_notes = gr.Markdown("", elem_id="source-notes")
             grid = gr.Image(
                 label="Grid: rows sources, columns strengths",
                 format="png",
@@ -245,6 +284,47 @@ def build_blocks(state: UiState) -> Any:
                 images_download = gr.DownloadButton("Images (zip)", visible=False, elem_id="images-download")
                 direction_download = gr.DownloadButton("Direction", visible=False, elem_id="direction-download")
             applied = gr.State(None)
+
+        with gr.Tab("Invert a photo"):
+            with gr.Row():
+                with gr.Column():
+                    invert_files = gr.File(
+                        label="Photos",
+                        file_count="multiple",
+                        file_types=list(PHOTO_SUFFIXES),
+                        type="filepath",
+                        elem_id="invert-photos",
+                    )
+                with gr.Column():
+                    invert_generator = gr.Dropdown(menus.generators, value=menus.generator, label="Generator")
+                    invert_aligner = gr.Dropdown(aligners, value=photos_tab.GENERATORS_OWN, label="Aligner")
+                    invert_inverter = gr.Dropdown(inverters, value=photos_tab.GENERATORS_OWN, label="Inverter")
+            invert_button = gr.Button("Invert", variant="primary", elem_id="invert")
+            invert_status = gr.Markdown(
+                "Upload photos, then press *Invert*: the latents are the file `essence invert` writes.",
+                elem_id="invert-status",
+            )
+            invert_pairs = gr.Gallery(
+                label="Aligned crops beside their reconstructions G(w)",
+                columns=8,
+                object_fit="contain",
+                format="png",
+                height=180,
+                elem_id="invert-pairs",
+                buttons=IMAGE_BUTTONS,
+            )
+            invert_sheet = gr.Image(
+                label="The sheet: photo | aligned | G(w)",
+                format="png",
+                interactive=False,
+                buttons=IMAGE_BUTTONS,
+                elem_id="invert-sheet",
+            )
+            with gr.Row():
+                latents_download = gr.DownloadButton(
+                    "Latents (.safetensors)", visible=False, elem_id="latents-download"
+                )
+                record_download = gr.DownloadButton("Record (.json)", visible=False, elem_id="record-download")
 
         with gr.Tab("Runs"):
             refresh = gr.Button("Refresh", elem_id="refresh")
@@ -290,7 +370,16 @@ def build_blocks(state: UiState) -> Any:
             return str(bundled[name]) if name in bundled else gr.skip()
 
         @shown
-        def find(target_path, generator_name, encoder_name, preset_name, n_steps, seed_value, n_restarts, n_sources):
+        def inverter_state(generator_name):
+            inverter, why = photos_tab.generator_inverter(generator_name, state.cache)
+            if inverter is None:
+                return gr.update(value=False, interactive=False, info=f"Not available: {why}")
+            return gr.update(interactive=True, info=f"b starts at the target's latent ({inverter}), not at random.")
+
+        @shown
+        def find(
+            target_path, generator_name, encoder_name, preset_name, n_steps, seed_value, n_restarts, n_sources, at_target
+        ):
             config = find_tab.find_config(
                 target_path,
                 generator=generator_name,
@@ -301,6 +390,8 @@ def build_blocks(state: UiState) -> Any:
                 restarts=n_restarts,
                 sources=n_sources,
                 runs=state.runs,
+                init_target=bool(at_target),
+                cache=state.cache,
             )
             job = state.begin(find_tab.FindJob(config))
             plotted, shown_preview = -1, None
@@ -341,8 +432,29 @@ def build_blocks(state: UiState) -> Any:
                 apply_tab.copy_file(run / "direction.safetensors", state.download_folder() / f"{run.name}.safetensors")
             )
 
+        def show_fields(kind):
+            return (
+                gr.update(visible=kind == "random"),
+                gr.update(visible=kind == "latent file"),
+                gr.update(visible=kind == "photos"),
+            )
+
         @shown
-        def apply(run_name, upload, generator_name, kind, n, seed_value, psi, latent_file, alphas_text, alpha):
+        def apply(
+            run_name,
+            upload,
+            generator_name,
+            kind,
+            n,
+            seed_value,
+            psi,
+            latent_file,
+            alphas_text,
+            alpha,
+            photos=None,
+            aligner=None,
+            inverter=None,
+        ):
             from essence.workflows.apply import parse_alphas
 
             direction = upload or (str(runs_tab.resolve_run(state.runs, run_name)) if run_name else None)
@@ -355,11 +467,17 @@ def build_blocks(state: UiState) -> Any:
                 seed=seed_value,
                 truncation=psi,
                 latents=latent_file,
+                photos=photos,
+                aligner=aligner,
+                inverter=inverter,
+                inversions=state.inversions,
             )
             grid_image, files = apply_tab.export(
                 state.cache, result, parse_alphas(alphas_text or ""), state.download_folder()
             )
             sources_view = apply_tab.at_strength(state.cache, result, 0.0)
+            pairs = apply_tab.photo_view(state.cache, result)
+            notes = "  \n".join(f"- {line}" for line in result.notes or [])
             return (
                 result,
                 sources_view,
@@ -368,6 +486,28 @@ def build_blocks(state: UiState) -> Any:
                 gr.update(value=str(files.grid), visible=True),
                 gr.update(value=str(files.images), visible=True),
                 gr.update(value=str(files.direction), visible=True),
+                gr.update(value=pairs, visible=bool(pairs)),
+                notes,
+            )
+
+        @shown
+        def invert(photos, generator_name, aligner, inverter):
+            folder = state.download_folder()
+            done = invert_tab.invert_upload(
+                state.cache,
+                state.inversions,
+                photos,
+                folder,
+                generator=generator_name,
+                aligner=aligner,
+                inverter=inverter,
+            )
+            return (
+                done.summary,
+                done.pairs,
+                str(done.sheet),
+                gr.update(value=str(done.latents), visible=True, label=f"Latents ({done.latents.name})"),
+                gr.update(value=str(done.record_path), visible=True),
             )
 
         @shown
@@ -389,11 +529,13 @@ def build_blocks(state: UiState) -> Any:
 
         # -- events ---------------------------------------------------------------------------------
         blocks.load(refresh_lists, None, lists, api_name="refresh")
+        blocks.load(inverter_state, generator, init_target, api_visibility="private")
+        generator.change(inverter_state, generator, init_target, api_name="generator_inverter")
         refresh.click(refresh_lists, None, lists, api_visibility="private")
         bundled_pick.change(pick_bundled, bundled_pick, target, api_name="bundled_target")
         find_event = find_button.click(
             find,
-            [target, generator, encoder, preset, steps, seed, restarts, sources],
+            [target, generator, encoder, preset, steps, seed, restarts, sources, init_target],
             [status, loss, preview, found_direction],
             api_name="find",
             concurrency_id=JOBS,
@@ -414,8 +556,21 @@ def build_blocks(state: UiState) -> Any:
                 latents,
                 alphas,
                 strength,
+                photo_files,
+                apply_aligner,
+                apply_inverter,
             ],
-            [applied, source_view, result_view, grid, grid_download, images_download, direction_download],
+            [
+                applied,
+                source_view,
+                result_view,
+                grid,
+                grid_download,
+                images_download,
+                direction_download,
+                photo_pairs,
+                source_notes,
+            ],
             api_name="apply",
             concurrency_id=JOBS,
             concurrency_limit=1,
@@ -429,6 +584,15 @@ def build_blocks(state: UiState) -> Any:
             concurrency_id=RENDER,
             concurrency_limit=1,
             show_progress="hidden",
+        )
+        source_kind.change(show_fields, source_kind, [random_fields, latents, photo_fields], api_visibility="private")
+        invert_button.click(
+            invert,
+            [invert_files, invert_generator, invert_aligner, invert_inverter],
+            [invert_status, invert_pairs, invert_sheet, latents_download, record_download],
+            api_name="invert",
+            concurrency_id=JOBS,
+            concurrency_limit=1,
         )
         detail_pick.change(show_run, detail_pick, [sheet, heldout_sheet, run_loss, metrics], api_name="show_run")
         compare_button.click(

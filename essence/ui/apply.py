@@ -1,9 +1,9 @@
 """The Apply tab: a direction on sources at any strength, as ``essence apply`` renders it.
 
 The generator is built once and kept (:class:`GeneratorCache`), so moving the strength slider renders only
-the sources' results. Sources come from :data:`SOURCE_KINDS`: random seeds or a latent file. Photos
-join it once an aligner and an inverter exist (the photo issue): a function that turns uploaded images
-into W+ latents of the chosen generator, registered under ``"photos"`` with its own fields in the page.
+the sources' results. Sources come from :data:`SOURCE_KINDS`: random seeds, a latent file, or uploaded
+photos (aligned and inverted through :mod:`essence.method.photos`, each photo's inversion kept by its file
+hash in an :class:`~essence.ui.photos.InversionCache`, so Apply again does not invert it again).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from essence.method.artifacts import Direction
+    from essence.ui.photos import InversionCache
 
 #: Tiles on the page: small, so a slider move sends little; downloads are at the generator's resolution.
 VIEW_TILE = 128
@@ -79,10 +80,50 @@ def latent_file_sources(generator: Any, *, latents: str | None = None, **_: Any)
     return load_latents(latents, num_ws=generator.num_ws, w_dim=generator.w_dim, what="Sources latent file")
 
 
-#: How each kind of sources becomes W+ latents of the chosen generator: ``kind -> f(generator, **fields)``.
-SOURCE_KINDS: dict[str, Callable[..., torch.Tensor]] = {
+@dataclass
+class Sources:
+    """Latents ``(N, num_ws, w_dim)`` and, for sources made from photos, the aligned crops they were
+    inverted from (shown beside their reconstructions) and a line per photo that could not be used."""
+
+    ws: torch.Tensor
+    photos: list[Image.Image] | None = None
+    names: list[str] | None = None
+    notes: list[str] | None = None
+
+
+def photo_sources(
+    generator: Any,
+    *,
+    photos: Sequence[str] | str | None = None,
+    aligner: str | None = None,
+    inverter: str | None = None,
+    inversions: InversionCache | None = None,
+    generator_name: str = "",
+    generator_config: dict[str, Any] | None = None,
+    **_: Any,
+) -> Sources:
+    """Uploaded photos, aligned to the generator's crop and inverted (menus: the generator's aligner and
+    inverter unless others are picked); an inversion made before with the same settings is reused."""
+    from essence.ui.photos import InversionCache, inversion_settings, page_words, relabel
+
+    files = [photos] if isinstance(photos, str) else list(photos or [])
+    if not files:
+        raise EssenceError("Photo sources: upload one or more photos first.")
+    cache = inversions if inversions is not None else InversionCache()
+    settings = inversion_settings(aligner, inverter)
+    with page_words():
+        inv = cache.invert(files, generator, generator_name, generator_config or {}, settings, what="source photo")
+    inv = relabel(inv, files)  # the uploaded files' own names, not the server's copies
+    return Sources(inv.ws, [a.crop.image for a in inv.aligned], inv.names, inv.problems + inv.warnings)
+
+
+#: How each kind of sources becomes W+ latents of the chosen generator: ``kind -> f(generator, **fields)``,
+#: giving the latents or :class:`Sources` (latents with the photos they came from). Each gets the page's
+#: fields and ``generator_name``, ``generator_config``; fields it does not use go to ``**_``.
+SOURCE_KINDS: dict[str, Callable[..., torch.Tensor | Sources]] = {
     "random": random_sources,
     "latent file": latent_file_sources,
+    "photos": photo_sources,
 }
 
 
@@ -98,6 +139,10 @@ class Applied:
     generator: str
     generator_config: dict[str, Any]
     ws: torch.Tensor
+    #: For photo sources: the aligned crops the latents were inverted from, their names, the problems.
+    photos: list[Image.Image] | None = None
+    photo_names: list[str] | None = None
+    notes: list[str] | None = None
 
     @property
     def name(self) -> str:
@@ -136,8 +181,10 @@ def load_applied(
         raise EssenceError(f"Unknown kind of sources {sources!r}: choose one of {', '.join(SOURCE_KINDS)}.")
     g = cache.get(reg.name, config)
     opened.check_fits(g, source=f"The direction {path.name}")
-    ws = SOURCE_KINDS[sources](g, **fields)
-    return Applied(opened, path, reg.name, config, ws)
+    made = SOURCE_KINDS[sources](g, generator_name=reg.name, generator_config=config, **fields)
+    if not isinstance(made, Sources):
+        made = Sources(made)
+    return Applied(opened, path, reg.name, config, made.ws, made.photos, made.names, made.notes)
 
 
 def render(cache: GeneratorCache, applied: Applied, alphas: Sequence[float]) -> list[list[Image.Image]]:
@@ -161,6 +208,19 @@ def view(images: Sequence[Image.Image], tile: int = VIEW_TILE) -> list[Image.Ima
 def at_strength(cache: GeneratorCache, applied: Applied, alpha: float) -> list[Image.Image]:
     """The results at one strength, as page tiles: what the slider shows."""
     return view(render(cache, applied, [alpha])[0])
+
+
+def photo_view(cache: GeneratorCache, applied: Applied) -> list[tuple[Image.Image, str]]:
+    """For photo sources, each aligned photo beside its reconstruction G(w) (what the inversion kept), as
+    captioned page tiles in pairs; an empty list for other sources."""
+    if not applied.photos:
+        return []
+    recon = at_strength(cache, applied, 0.0)
+    names = applied.photo_names or [f"photo {k + 1}" for k in range(len(recon))]
+    shown: list[tuple[Image.Image, str]] = []
+    for crop, g, name in zip(view(applied.photos), recon, names):
+        shown += [(crop, f"{name}: aligned"), (g, f"{name}: G(w)")]
+    return shown
 
 
 @dataclass

@@ -89,8 +89,13 @@ def find_config(
     restarts: Any,
     sources: Any,
     runs: str | Path,
+    init_target: bool = False,
+    cache: Any = None,
 ) -> RunConfig:
-    """The run config of the page's fields, with a new run folder ``<runs>/<target stem>-<time>``."""
+    """The run config of the page's fields, with a new run folder ``<runs>/<target stem>-<time>``. With
+    ``init_target`` the direction starts at the target's inversion (``init = "target"``: in-domain targets),
+    refused when the generator has no inverter (:func:`~essence.ui.photos.generator_inverter`, which may
+    build the generator through ``cache`` to ask it)."""
     from essence.method.rundir import default_out
     from essence.method.runconfig import build_run_config
 
@@ -106,6 +111,15 @@ def find_config(
         "restarts": _whole(restarts, "Restarts", 1),
         "sources": {"count": _whole(sources, "Sources", 2)},
     }
+    if init_target:
+        from essence.ui.photos import generator_inverter
+
+        inverter, why = generator_inverter(generator, cache)
+        if inverter is None:
+            raise EssenceError(f"Cannot start at the target's inversion: {why} Untick it to start at random.")
+        if options["restarts"] > 1:
+            raise EssenceError("Starting at the target's inversion is one start: set Restarts to 1, or untick it.")
+        options["init"] = "target"
     config = build_run_config(options)
     return config.model_copy(update={"out": str(default_out(Path(target).stem, root=runs))})
 

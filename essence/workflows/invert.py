@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from essence.core.config import ComponentSpec, Strict, deep_merge, expand_shorthands
 from essence.core.errors import EssenceError
 from essence.method.artifacts import LATENT_SUFFIXES
-from essence.method.photos import InversionSettings, check_inversion_settings
+from essence.method.photos import InversionSettings, PhotoInversion, check_inversion_settings
 from essence.method.runconfig import DEFAULT_COMPONENTS
 from essence.method.rundir import component_config, default_out, ensure_writable_dir
 
@@ -80,8 +80,13 @@ def invert_paths(config: InvertConfig) -> tuple[Path, Path, Path]:
             raise EssenceError(f"--out {latents}: a latent file ends in {', '.join(LATENT_SUFFIXES)}.")
     else:
         latents = default_out(Path(config.photos[0]).stem, kind="invert") / "latents.safetensors"
+    return (latents, *beside(latents))
+
+
+def beside(latents: Path) -> tuple[Path, Path]:
+    """The sheet and the record beside a latent file: ``<stem>_sheet.png``, ``<stem>.json``."""
     stem = latents.with_suffix("")
-    return latents, stem.with_name(stem.name + "_sheet.png"), stem.with_name(stem.name + ".json")
+    return stem.with_name(stem.name + "_sheet.png"), stem.with_name(stem.name + ".json")
 
 
 def execute_invert(
@@ -92,15 +97,9 @@ def execute_invert(
 ) -> InvertOutcome:
     """Align and invert the photos, then write the latent file, the sheet and the record. Settings, names
     and the output are checked before any model is built."""
-    import torch
-
     from essence.core.devices import resolve_device
-    from essence.core.files import write_json
-    from essence.core.images import save_image, to_pil
     from essence.core.registry import get_registry
-    from essence.method.engine import Renderer
-    from essence.method.figures import image_grid, sheet_tile, square_tile
-    from essence.method.photos import crops_tensor, invert_photos
+    from essence.method.photos import invert_photos
 
     if not config.photos:
         raise EssenceError("No photo given: essence invert PHOTO...")
@@ -117,13 +116,31 @@ def execute_invert(
     generator = reg.build(**gen_config)
     inv = invert_photos(config.photos, generator, reg.name, config.inversion, device=device, progress=progress)
     inv.warn()
+    return write_inversion(inv, generator, config, reg.name, gen_config, latents)
+
+
+def write_inversion(
+    inv: PhotoInversion, generator: Any, config: InvertConfig, generator_name: str, gen_config: dict[str, Any], latents: Path
+) -> InvertOutcome:
+    """The files of ``essence invert`` for photos already inverted: the latent file ``latents``, the sheet
+    photo | aligned | G(w) and the JSON record with the errors per image, beside it. The web page's Invert
+    tab writes its download with this too, so it is the same file."""
+    import torch
+
+    from essence.core.files import write_json
+    from essence.core.images import save_image, to_pil
+    from essence.method.engine import Renderer
+    from essence.method.figures import image_grid, sheet_tile, square_tile
+    from essence.method.photos import crops_tensor
+
+    sheet_path, record_path = beside(latents)
     recon = Renderer(generator).images(inv.ws.to(generator.device)).cpu()
     crops = crops_tensor(inv.aligned)
     mse = (recon - crops).square().mean(dim=(1, 2, 3))
     distance = getattr(inv.component, "perceptual_distance", None)
     lpips = distance(crops, recon) if callable(distance) else None
 
-    inv.save(latents, reg.name, "photos")
+    inv.save(latents, generator_name, "photos")
     tile = sheet_tile(generator.resolution)
     rows = [[square_tile(a.photo, tile), a.crop.image, g] for a, g in zip(inv.aligned, to_pil(recon))]
     save_image(image_grid(rows, tile), sheet_path)
@@ -136,7 +153,7 @@ def execute_invert(
     record = {
         "command": "invert",
         **config.model_dump(mode="json"),
-        "generator": {"name": reg.name, "config": gen_config},
+        "generator": {"name": generator_name, "config": gen_config},
         "generator_weights_id": getattr(generator, "weights_id", "unknown"),
         "aligner": inv.aligner,
         "inverter": inv.inverter,
