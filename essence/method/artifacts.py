@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError
-from essence.core.files import write_atomic
+from essence.core.files import torch_load, write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -68,7 +68,7 @@ def load_latents(
         raise EssenceError(f"{what} {p}: unsupported format; use one of {', '.join(LATENT_SUFFIXES)}.")
     try:
         if suffix in (".pt", ".pth"):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch_load(p)
         elif suffix == ".npy":
             import numpy as np
 

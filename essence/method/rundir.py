@@ -19,8 +19,19 @@ from essence.core.errors import EssenceError
 RUNS_ROOT = Path("essence-runs")
 
 
+def safe_stem(text: str, length: int = 60) -> str:
+    """A file-name stem that stays one name inside its folder: letters, digits, ``.``, ``_`` and ``-`` only,
+    no leading dot (a target name read from a file's metadata may be ``../../x`` or ``/etc``)."""
+    import re
+
+    stem = re.sub(r"[^\w.-]+", "-", str(text)).strip(".-")[:length].strip(".-")
+    return stem or "run"
+
+
 def default_out(stem: str, kind: str | None = None, root: str | os.PathLike[str] = RUNS_ROOT) -> Path:
-    """``<root>/[<kind>-]<stem>-<time>`` (root: ``essence-runs``), with a ``-2``, ``-3`` ... suffix when that exists."""
+    """``<root>/[<kind>-]<stem>-<time>`` (root: ``essence-runs``), with a ``-2``, ``-3`` ... suffix when that exists.
+    ``stem`` is made a plain name first (:func:`safe_stem`), so the folder is always directly under ``root``."""
+    stem = safe_stem(stem)
     name = f"{kind}-{stem}" if kind else stem
     base = Path(root) / f"{name}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out, k = base, 2
@@ -62,6 +73,54 @@ def prepare_out(
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "images", ignore_errors=True)
     return ensure_writable_dir(out)
+
+
+#: The largest JSON file of a run folder essence reads (config.json, metrics.json): a real one is a few kB.
+MAX_JSON_BYTES = 16 << 20
+
+
+def read_run_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object from a run folder, which may come from anyone: too big, not UTF-8, not JSON, NaN or
+    Infinity, nested too deep or not an object -> one EssenceError naming the file."""
+    import json
+
+    p = Path(path)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        if p.stat().st_size > MAX_JSON_BYTES:
+            raise EssenceError(f"{p} is {p.stat().st_size} bytes, too big for a run folder's JSON file.")
+        data = json.loads(p.read_bytes().decode("utf-8"), parse_constant=no_constant)
+    except FileNotFoundError:
+        raise EssenceError(f"{p} is missing.") from None
+    except OSError as exc:
+        raise EssenceError(f"Cannot read {p}: {exc.strerror or exc}.") from None
+    except UnicodeDecodeError:
+        raise EssenceError(f"{p} is not UTF-8 text; is it a file essence wrote?") from None
+    except RecursionError:
+        raise EssenceError(f"{p} is nested too deeply to be a file essence wrote.") from None
+    except ValueError as exc:
+        raise EssenceError(f"{p} is not valid JSON ({exc}).") from None
+    if not isinstance(data, dict):
+        raise EssenceError(f"{p} holds a JSON {type(data).__name__}, not an object; is it a file essence wrote?")
+    return data
+
+
+#: The statuses a run's metrics.json may record.
+RUN_STATUSES = ("completed", "interrupted", "nonfinite", "running")
+
+
+def read_run_status(run_dir: str | os.PathLike[str]) -> str | None:
+    """The ``status`` in a run folder's metrics.json (None without one); anything else is an EssenceError."""
+    p = Path(run_dir) / "metrics.json"
+    if not p.exists():
+        return None
+    status = read_run_json(p).get("status")
+    if status not in RUN_STATUSES:
+        raise EssenceError(f"{p}: status {str(status)[:40]!r} is not one of {', '.join(RUN_STATUSES)}.")
+    return str(status)
 
 
 def component_config(reg: Any, spec_config: dict[str, Any], device: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
 from essence.method.photos import check_inversion_settings, invert_photos
-from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
+from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out, read_run_status
 from essence.method.runconfig import RunConfig, validate_run_config
 
 if TYPE_CHECKING:
@@ -235,28 +235,75 @@ def resume_run(
 
 
 def read_checkpoint(run_dir: str | Path) -> tuple[Prepared, dict[str, Any]]:
-    """The checks and the checkpoint of an interrupted run folder, before any model is built."""
-    import json
-
-    import torch
-
+    """The checks and the checkpoint of an interrupted run folder, before any model is built. The folder may
+    come from anyone: its config.json, metrics.json and checkpoint.pt are checked as strictly as options."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise EssenceError(f"{run_dir} is not a run folder (it has no config.json); give the folder of an interrupted run.")
     ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
-        status = ""
-        if (run_dir / "metrics.json").is_file():
-            status = json.loads((run_dir / "metrics.json").read_text()).get("status", "")
-        if status == "completed":
-            raise EssenceError(f"The run in {run_dir} is already complete; there is nothing to resume.")
+        if read_run_status(run_dir) == "completed":
+            raise EssenceError(
+                f"The run in {run_dir} is already complete; there is nothing to resume. To run it again, "
+                f"`essence run --config {run_dir / 'config.json'} --out {run_dir} --overwrite` (or another --out)."
+            )
         raise EssenceError(f"{run_dir} has no {CHECKPOINT} to resume from.")
-    cfg = validate_run_config(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EssenceError(f"Cannot read checkpoint {ckpt}: {exc}") from None
+    read_run_status(run_dir)
+    cfg = read_run_config(run_dir / "config.json")
+    state = read_checkpoint_state(ckpt)
     return prepare(cfg, out=run_dir, resuming=True), state
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """A run folder's config.json, validated like command-line input; an error names the file."""
+    from essence.core.errors import ConfigError
+    from essence.method.rundir import read_run_json
+
+    try:
+        return validate_run_config(read_run_json(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+#: The most seconds a checkpoint may say a run has taken (about 30 years): more is not a real run.
+MAX_ELAPSED = 1e9
+
+
+def read_checkpoint_state(path: Path) -> dict[str, Any]:
+    """``checkpoint.pt`` read without running code (no archive bomb) and checked: the engine state a dict, the
+    inputs finite float tensors of the right ranks, the elapsed time a sane number."""
+    import torch
+
+    from essence.core.files import torch_load
+
+    try:
+        state = torch_load(path)
+    except EssenceError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EssenceError(f"Cannot read checkpoint {path} ({type(exc).__name__}: {first}).") from None
+
+    def bad(why: str) -> EssenceError:
+        return EssenceError(f"Checkpoint {path} is not one essence wrote: {why}.")
+
+    if not isinstance(state, dict) or not isinstance(state.get("engine"), dict) or not isinstance(state.get("inputs"), dict):
+        raise bad("it needs 'engine' and 'inputs' tables")
+    elapsed = state.get("elapsed")
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed <= MAX_ELAPSED:
+        raise bad(f"'elapsed' is {str(elapsed)[:40]}, not a number of seconds")
+    ranks = {"target": (1, 2), "sources": (3,), "heldout": (3,)}
+    for key, allowed in ranks.items():
+        t = state["inputs"].get(key)
+        if t is None and key == "heldout":
+            continue
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise bad(f"inputs.{key} is not a float tensor")
+        if t.dim() not in allowed or t.numel() == 0:
+            raise bad(f"inputs.{key} has shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise bad(f"inputs.{key} holds NaN or infinite values")
+    return state
 
 
 @dataclass
@@ -324,6 +371,13 @@ def continue_run(
 ) -> ActiveRun:
     """An interrupted run with built components, at the state of its checkpoint."""
     inputs = state["inputs"]
+    want = (generator.num_ws, generator.w_dim)
+    for key in ("sources", "heldout"):
+        t = inputs.get(key)
+        if t is not None and tuple(t.shape[1:]) != want:
+            raise EssenceError(
+                f"Checkpoint {p.out / CHECKPOINT}: inputs.{key} has shape {tuple(t.shape)}, but the generator's W+ is {want}."
+            )
     init = None
     if p.config.init.mode == "target":
         from essence.method.artifacts import load_latents
@@ -338,7 +392,15 @@ def continue_run(
         init=init,
         heldout=0 if inputs["heldout"] is None else inputs["heldout"].to(generator.device),
     )
-    engine.load_state_dict(state["engine"])
+    try:
+        engine.load_state_dict(state["engine"])
+    except EssenceError as exc:
+        raise EssenceError(f"Checkpoint {p.out / CHECKPOINT}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise EssenceError(
+            f"Checkpoint {p.out / CHECKPOINT} does not fit the run in its config.json ({type(exc).__name__}: {first})."
+        ) from None
     return ActiveRun(p, engine, generator, encoder, float(state["elapsed"]), callback)
 
 

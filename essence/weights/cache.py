@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError, WeightsError
-from essence.core.files import sha256_file
+from essence.core.files import check_zip_sizes, sha256_file
 from essence.core.paths import essence_home
 from essence.weights.assets import Asset, Converter, get_asset, get_converters
 from essence.weights.download import (
@@ -239,6 +239,7 @@ def remove(asset: Asset | str, *, console: Console | None = None) -> bool:
 
 def find_converters(path: str | Path) -> list[Converter]:
     """The registered converters whose ``detect`` recognises ``path``."""
+    check_zip_sizes(path)
     found = []
     for conv in get_converters().values():
         try:
@@ -264,6 +265,7 @@ def convert_file(
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     if not src.is_file():
         raise WeightsError(f"No such file: {src}")
+    check_zip_sizes(src)
     if file_looks_like_html(src):
         raise WeightsError(f"{src} is an HTML page, not a checkpoint (a quota or login page saved as the file?).")
     if isinstance(converter, str):

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence import WeightsError
+from essence.core.files import check_zip_sizes
 from essence.plugins.inverters.e4e.model import ENCODER_TYPES, EncoderArch, build_encoder, num_ws_for
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
 def detect(path: str | os.PathLike[str]) -> bool:
     """Converter hook: is ``path`` an e4e / pSp checkpoint, or our conversion of one? Reads bytes, unpickles nothing."""
     fmt = sniff(path)
+    check_zip_sizes(path)
     try:
         if fmt == "safetensors":
             from safetensors import safe_open
@@ -110,6 +112,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise WeightsError(f"{path} is not {_OFFICIAL}, nor our safetensors conversion of one.")
     if fmt == "safetensors":
         return _read_safetensors(path)
+    check_zip_sizes(path)
     ckpt = _torch_load(path, mmap=fmt == "torch-zip")
     return from_official(ckpt, where=path, source_format=fmt)
 
