@@ -174,28 +174,46 @@ def import_file(asset: Asset | str, path: str | Path, *, console: Console | None
     with _lock(asset, console):
         entry = cache_entry(asset)
         same = entry.source.exists() and os.path.samefile(path, entry.source)
-        if not same:
-            # Staged beside the asset folder (same file system, so the final rename is atomic),
-            # because replacing an entry clears its folder.
-            tmp = weights_root() / ".incoming" / f"{asset.name}.{os.getpid()}"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                digest = _copy_hashing(path, tmp)
-                _check_digest(asset, path, digest)
-                _clear(entry)
-                entry.folder.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, entry.source)
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:
+        if same:
             entry.record_path.unlink(missing_ok=True)
             digest = sha256_file(path)
             _check_digest(asset, path, digest)
-        record = _new_record(asset, digest, entry.source.stat().st_size, url=None, imported_from=str(path))
-        _write_record(entry.record_path, record)
-        _tell_new_digest(asset, digest, entry.record_path, console)
-        if asset.convert:
-            _convert_cached(entry, record, console)
+            record = _new_record(asset, digest, entry.source.stat().st_size, url=None, imported_from=str(path))
+            _write_record(entry.record_path, record)
+            _tell_new_digest(asset, digest, entry.record_path, console)
+            if asset.convert:
+                _convert_cached(entry, record, console)
+            return cache_entry(asset)
+        # Checked and converted aside (same file system, so the swap is a rename): a bad file never
+        # costs the good entry the cache holds.
+        stage = weights_root() / ".incoming" / f"{asset.name}.{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        try:
+            staged = CacheEntry(asset, stage, "unverified", None)
+            digest = _copy_hashing(path, staged.source)
+            _check_digest(asset, path, digest)
+            record = _new_record(asset, digest, staged.source.stat().st_size, url=None, imported_from=str(path))
+            if asset.convert:
+                conv = _converter_for(staged)
+                console.print(f"Converting {asset.name} with {conv.name} ...")
+                try:
+                    if not _detects(conv, staged.source):
+                        raise WeightsError(f"it is not a {asset.format} file that the {conv.name!r} converter reads.")
+                    _, info = convert_file(staged.source, staged.converted, converter=conv)
+                except EssenceError as exc:
+                    kept = " The cache still holds the previous entry." if entry.folder.exists() else ""
+                    raise WeightsError(f"Could not convert {path} for {asset.name!r}: {exc}{kept}") from exc
+                record["converted"] = _converted_facts(staged.converted, conv, info)
+            _clear(entry)
+            entry.folder.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.source, entry.source)
+            if asset.convert:
+                os.replace(staged.converted, entry.converted)
+            _write_record(entry.record_path, record)
+            _tell_new_digest(asset, digest, entry.record_path, console)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return cache_entry(asset)
 
 
@@ -268,6 +286,8 @@ def convert_file(
     check_zip_sizes(src)
     if file_looks_like_html(src):
         raise WeightsError(f"{src} is an HTML page, not a checkpoint (a quota or login page saved as the file?).")
+    if dst.exists() and (os.path.samefile(src, dst) or dst.resolve() == src.resolve()):
+        raise WeightsError(f"{dst} is the source file itself; give another destination (nothing was changed).")
     if isinstance(converter, str):
         convs = get_converters()
         if converter not in convs:
@@ -365,7 +385,7 @@ def _adopt(entry: CacheEntry, console: Console) -> dict[str, Any] | None:
     return record
 
 
-def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console) -> None:
+def _converter_for(entry: CacheEntry) -> Converter:
     asset = entry.asset
     conv = get_converters().get(asset.convert or "")
     if conv is None:
@@ -374,22 +394,42 @@ def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console)
             f"(known formats: {known_formats()}). The download is kept at {entry.source}; "
             f"install the plugin and run `essence weights pull {asset.name}` again."
         )
+    return conv
+
+
+def _detects(conv: Converter, path: Path) -> bool:
+    try:
+        return bool(conv.detect(path))
+    except Exception:  # a detector that chokes on a foreign file does not recognise it
+        return False
+
+
+def _converted_facts(path: Path, conv: Converter, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "file": path.name,
+        "size": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "converter": conv.name,
+        "plugin": conv.plugin,
+        "info": info,
+        "date": _now(),
+    }
+
+
+def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console) -> None:
+    asset = entry.asset
+    conv = _converter_for(entry)
     console.print(f"Converting {asset.name} with {conv.name} ...")
     record = dict(record, converted=None)
     _write_record(entry.record_path, record)
     try:
         _, info = convert_file(entry.source, entry.converted, converter=conv)
     except EssenceError as exc:
-        raise WeightsError(f"Could not convert {entry.source} for {asset.name!r}: {exc}") from exc
-    record["converted"] = {
-        "file": entry.converted.name,
-        "size": entry.converted.stat().st_size,
-        "sha256": sha256_file(entry.converted),
-        "converter": conv.name,
-        "plugin": conv.plugin,
-        "info": info,
-        "date": _now(),
-    }
+        raise WeightsError(
+            f"Could not convert {entry.source} for {asset.name!r}: {exc} Pulling again would only retry this file: "
+            f"run `essence weights rm {asset.name}`, then `essence weights pull {asset.name}` (or import a good copy)."
+        ) from exc
+    record["converted"] = _converted_facts(entry.converted, conv, info)
     _write_record(entry.record_path, record)
 
 

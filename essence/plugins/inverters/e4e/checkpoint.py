@@ -293,6 +293,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor
     kind = meta.get("kind")
     if kind not in ("e4e", "psp"):
         raise WeightsError(f"{path}: its metadata names kind {kind!r}, not 'e4e' or 'psp'. Convert it again.")
+    try:
+        opts = json.loads(meta.get("opts", "{}"))
+    except ValueError:
+        opts = None
+    if not isinstance(opts, dict):
+        raise WeightsError(f"{path}: its metadata 'opts' is not a JSON table. Convert it again.")
     latent_avg = state.pop("latent_avg", None)
     arch = check_state_dict(state, kind, path)
     if latent_avg is None or tuple(latent_avg.shape) != (arch.num_ws, arch.w_dim):
@@ -305,7 +311,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor
         "encoder_type": meta.get("encoder_type", ""),
         "source_format": meta.get("source_format", "?"),
         "start_from_latent_avg": meta.get("start_from_latent_avg", "true") == "true",
-        "opts": json.loads(meta.get("opts", "{}")),
+        "opts": opts,
     }
     return state, latent_avg, info
 
