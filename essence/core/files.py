@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -39,6 +40,16 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     try:
         write(tmp)
         os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from essence.core.errors import EssenceError
+
+            raise EssenceError(
+                f"The disk is full: could not write {p}. Free some space and try again; "
+                f"{'the earlier ' + p.name + ' is intact' if p.exists() else 'nothing was half written'}."
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

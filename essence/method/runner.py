@@ -81,8 +81,14 @@ class Prepared:
     targets: list[Image.Image]
 
 
-def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False) -> Prepared:
-    """Every check that needs no model: components, losses, targets, latent files, output folder."""
+def prepare(
+    config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False, claim: bool = False
+) -> Prepared:
+    """Every check that needs no model: components, losses, targets, latent files, output folder.
+
+    With ``claim`` the folder is only checked: the caller creates it and clears an old run under
+    :class:`~essence.method.rundir.OutputClaim` once the components are built (as :func:`execute_run` does);
+    without, an old run is removed here (with ``overwrite``) and the folder created."""
     from essence.core.images import load_image
     from essence.core.registry import get_registry
 
@@ -112,10 +118,21 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
         markers=() if resuming else ("direction.safetensors", "metrics.json", CHECKPOINT),
         overwrite=overwrite,
         what="a run",
-        hint=f"Continue it with `essence run --resume {run_dir}`, choose another --out",
+        hint=resume_hint(run_dir),
+        clear=not claim,
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What to do about a folder that holds a run: resume it only when there is something to resume."""
+    from essence.method.rundir import read_run_status
+
+    with contextlib.suppress(EssenceError):
+        if (run_dir / CHECKPOINT).is_file() and read_run_status(run_dir) != "completed":
+            return f"Continue it with `essence run --resume {run_dir}`, choose another --out"
+    return "Choose another --out"
 
 
 def text_stem(text: str, length: int = 40) -> str:
@@ -207,13 +224,18 @@ def execute_run(
     first step: another thread may set ``engine.stop_requested`` to stop as Ctrl-C does (the web UI's Stop).
     ``progress(step, steps, loss)`` follows an optimising inverter (source photos, ``init = "target"``).
     """
+    from essence.method.rundir import OutputClaim, clear_out
+
     cfg = validate_run_config(config)
-    p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
-    generator, encoder = build_components(p)
-    run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
-    if on_engine is not None:
-        on_engine(run.engine)
-    return _drive(run, on_start, notify, handle_sigint)
+    p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite, claim=True)
+    with OutputClaim(p.out):  # a second run into the same folder is refused; a failed start leaves no folder
+        generator, encoder = build_components(p)
+        if overwrite:  # every check passed and the models are built: only now does the old run go
+            clear_out(p.out, RUN_FILES)
+        run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
+        if on_engine is not None:
+            on_engine(run.engine)
+        return _drive(run, on_start, notify, handle_sigint)
 
 
 def resume_run(
@@ -225,13 +247,16 @@ def resume_run(
     handle_sigint: bool = False,
 ) -> RunOutcome:
     """Continue an interrupted run from ``run_dir/checkpoint.pt`` with its own config."""
+    from essence.method.rundir import OutputClaim
+
     p, state = read_checkpoint(run_dir)
-    generator, encoder = build_components(p)
-    run = continue_run(p, state, generator, encoder, callback)
-    if notify is not None:
-        engine, cfg = run.engine, p.config
-        notify(f"Resuming {p.out} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
-    return _drive(run, on_start, notify, handle_sigint)
+    with OutputClaim(p.out):  # the run itself may still be going in another process
+        generator, encoder = build_components(p)
+        run = continue_run(p, state, generator, encoder, callback)
+        if notify is not None:
+            engine, cfg = run.engine, p.config
+            notify(f"Resuming {p.out} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
+        return _drive(run, on_start, notify, handle_sigint)
 
 
 def read_checkpoint(run_dir: str | Path) -> tuple[Prepared, dict[str, Any]]:
@@ -248,10 +273,11 @@ def read_checkpoint(run_dir: str | Path) -> tuple[Prepared, dict[str, Any]]:
                 f"`essence run --config {run_dir / 'config.json'} --out {run_dir} --overwrite` (or another --out)."
             )
         raise EssenceError(f"{run_dir} has no {CHECKPOINT} to resume from.")
-    read_run_status(run_dir)
+    if read_run_status(run_dir) == "completed":  # killed between its last file and removing the checkpoint
+        raise EssenceError(f"The run in {run_dir} is already complete (its {CHECKPOINT} is left over); there is nothing to resume.")
     cfg = read_run_config(run_dir / "config.json")
     state = read_checkpoint_state(ckpt)
-    return prepare(cfg, out=run_dir, resuming=True), state
+    return prepare(cfg, out=run_dir, resuming=True, claim=True), state
 
 
 def read_run_config(path: Path) -> RunConfig:
@@ -336,15 +362,15 @@ class ActiveRun:
         engine, p = self.engine, self.p
         result = engine.result()
         seconds = self.elapsed_now()
-        if result.status == "completed":
-            (p.out / CHECKPOINT).unlink(missing_ok=True)
-        elif engine.checkpoint_consistent and result.status == "interrupted":
+        if result.status != "completed" and engine.checkpoint_consistent and result.status == "interrupted":
             save_checkpoint(engine, p.out, seconds)
         rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
         metrics = write_run_folder(
             p, engine, result, self.generator, self.encoder, seconds=seconds, seconds_per_step=rate,
             images=result.status != "interrupted",
         )
+        if result.status == "completed":  # only now: a kill before this leaves a resumable run
+            (p.out / CHECKPOINT).unlink(missing_ok=True)
         return RunOutcome(p.out, result, metrics)
 
 
@@ -500,7 +526,7 @@ def write_run_folder(
     files += [f for f in ("sources.safetensors", "init.safetensors") if (out / f).exists()]
     if images:
         files += write_images(p, engine, result)
-    if (out / CHECKPOINT).exists():
+    if (out / CHECKPOINT).exists() and result.status != "completed":  # a completed run's goes right after
         files.append(CHECKPOINT)
     steps_done = _steps_done(engine, cfg)
     metrics = {

@@ -13,7 +13,7 @@ import torch
 
 import essence
 from essence import ConfigError, WeightsError
-from essence.plugins.encoders.clip import check_openclip_model_config
+from essence.plugins.encoders.clip.options import check_openclip_model_config
 from essence.plugins.encoders.clip.backends import (
     OPENAI_PRESETS,
     import_clip,
