@@ -129,6 +129,7 @@ def pull(
     progress: ProgressCallback | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     console: Console | None = None,
+    deadline: float | None = None,
 ) -> CacheEntry:
     """Make ``asset`` ready in the cache: check a file already there, else download it, then convert.
 
@@ -156,7 +157,7 @@ def pull(
         if record is None:
             if offline:
                 raise _offline_error(entry)
-            record = _download(entry, progress, timeout, console)
+            record = _download(entry, progress, timeout, console, deadline)
         if asset.convert:
             _convert_cached(entry, record, console)
         return cache_entry(asset)
@@ -339,7 +340,9 @@ def _check_safetensors(path: Path, converter: Converter) -> None:
 # -- steps -----------------------------------------------------------------------------------------
 
 
-def _download(entry: CacheEntry, progress: ProgressCallback | None, timeout: float, console: Console) -> dict[str, Any]:
+def _download(
+    entry: CacheEntry, progress: ProgressCallback | None, timeout: float, console: Console, deadline: float | None = None
+) -> dict[str, Any]:
     asset = entry.asset
     fix = f"download {asset.filename} yourself and run `essence weights import {asset.name} FILE`"
     if not asset.urls:
@@ -358,6 +361,7 @@ def _download(entry: CacheEntry, progress: ProgressCallback | None, timeout: flo
             timeout=timeout,
             console=console,
             label=asset.name,
+            deadline=deadline,
         )
     except DownloadError as exc:
         _drop_if_empty(entry.folder)
