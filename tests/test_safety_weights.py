@@ -245,3 +245,36 @@ def test_malformed_architecture_metadata_is_a_weights_error_naming_the_file(tmp_
     with pytest.raises(essence.WeightsError) as info:
         read_checkpoint(path)
     assert str(path) in str(info.value) and not isinstance(info.value, KeyError)
+
+
+# -- offline: every missing asset at once ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [[], ["-e", "clip-rn50"], ["--set", "encoder.config.weights=clip-rn50", "-e", "openclip"]])
+def test_offline_names_every_missing_asset_at_once(essence_home, tmp_path, monkeypatch, extra):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from essence.cli import build_app
+
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")
+    Image.new("RGB", (32, 32)).save(tmp_path / "t.png")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(build_app(), ["run", "-t", str(tmp_path / "t.png"), "--out", str(out), *extra])
+    assert r.exit_code == 2, r.output
+    text = " ".join(r.output.split())
+    encoder = "clip-rn50" if extra else "clip-vitb32"
+    assert "'stylegan2-ffhq'" in text and f"'{encoder}'" in text and "2 weights file(s)" in text
+    assert f"essence weights pull stylegan2-ffhq {encoder}" in text and "https://" in text
+    assert not out.exists()  # and no empty run folder is left behind
+
+
+def test_weights_list_shows_sizes_and_sources(plugin, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    data = make_blob(SIZE)
+    plugin.add(make_asset("tiny", ["https://example.invalid/tiny.ckpt", "https://mirror.invalid/tiny.ckpt"], data))
+    plugin.add(make_asset("local", [], data))
+    assert main(["weights", "list"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "source" in out and "https://example.invalid/tiny.ckpt (+1 mirror)" in out
+    assert "4.0 kB" in out and "by hand" in out

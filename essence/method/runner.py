@@ -28,6 +28,7 @@ from essence.method.figures import contact_sheet, loss_plot, sheet_tile
 from essence.method.photos import check_inversion_settings, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out, read_run_status
 from essence.method.runconfig import RunConfig, validate_run_config
+from essence.weights.resolve import check_available
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -108,6 +109,10 @@ def prepare(
         check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
+    check_available([  # offline: every missing weights file named at once, before any is looked for
+        ("generator", getattr(gen_reg.validate(**generator_config), "weights", None)),
+        ("encoder", getattr(enc_reg.validate(**encoder_config), "weights", None)),
+    ])
     targets = [load_image(t) for t in config.target]
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
