@@ -162,3 +162,33 @@ def test_a_direction_target_name_never_becomes_a_path_outside_the_output_root(fi
     made = set(tmp_path.rglob("*")) - before
     assert made and all(p.is_relative_to(work / "essence-runs") for p in made), sorted(map(str, made))
     assert len(list((work / "essence-runs").iterdir())) == 1
+
+
+def _retag(src, dst, **changes):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), "pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(changes)
+    save_file(tensors, str(dst), metadata=meta)
+    return dst
+
+
+DIRECTION_METADATA = {
+    "config a list": {"config": "[1, 2]"},
+    "config a number": {"config": "1e999"},
+    "config nested absurdly": {"config": "[" * 100000 + "]" * 100000},
+    "generator options of the wrong type": {"config": '{"generator": {"name": "tiny-gen", "config": {"steps": "x", "bogus": 1}}}'},
+    "unknown generator": {"generator": "no-such-generator", "config": "{}"},
+}
+
+
+@pytest.mark.parametrize("case", DIRECTION_METADATA)
+def test_apply_rechecks_direction_metadata(finished, tmp_path, case):
+    evil = _retag(finished / "direction.safetensors", tmp_path / "evil.safetensors", **DIRECTION_METADATA[case])
+    r = invoke("apply", "-d", evil, "--sources", 2, "-q", "--out", tmp_path / "out")
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
