@@ -25,20 +25,33 @@ def run_args(target, out, *extra):
     return ["run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target, "--steps", 6, "--heldout", 2, "--out", out, "-q", *extra]
 
 
-@pytest.fixture
-def interrupted(doubles, target_file, tmp_path):
-    out = tmp_path / "cut"
-    r = invoke(*run_args(target_file, out, "--set", 'losses.sigint-at={"weight": 0, "config": {"step": 2}}'))
-    assert r.exit_code == 130, r.output
+_MADE: dict[str, object] = {}
+
+
+def _copy_of(kind, tmp_path_factory, tmp_path, *extra, code=0):
+    """A run folder made once per session (the runs take most of this file's time), copied for each test."""
+    if kind not in _MADE:
+        from PIL import Image
+
+        root = tmp_path_factory.mktemp(f"safety-{kind}")
+        target = root / "target.png"
+        Image.new("RGB", (40, 30), (200, 30, 40)).save(target)
+        r = invoke(*run_args(target, root / kind, *extra))
+        assert r.exit_code == code, r.output
+        _MADE[kind] = root / kind
+    out = tmp_path / kind
+    shutil.copytree(_MADE[kind], out)
     return out
 
 
 @pytest.fixture
-def finished(doubles, target_file, tmp_path):
-    out = tmp_path / "done"
-    r = invoke(*run_args(target_file, out))
-    assert r.exit_code == 0, r.output
-    return out
+def interrupted(doubles, tmp_path_factory, tmp_path):
+    return _copy_of("cut", tmp_path_factory, tmp_path, "--set", 'losses.sigint-at={"weight": 0, "config": {"step": 2}}', code=130)
+
+
+@pytest.fixture
+def finished(doubles, tmp_path_factory, tmp_path):
+    return _copy_of("done", tmp_path_factory, tmp_path)
 
 
 def clean_error(result, name):
