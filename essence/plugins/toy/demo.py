@@ -129,7 +129,9 @@ def run_demo(
     if unknown:
         raise essence.EssenceError(f"Unknown demo target {unknown[0]!r}; use {' or '.join(TARGETS)}.")
     essence.ensure_writable_dir(out)
-    (out / MARKER).write_text(json.dumps({"targets": list(targets), "steps": steps, "seed": seed}, indent=2))
+    from essence.core.files import write_text
+
+    write_text(out / MARKER, json.dumps({"targets": list(targets), "steps": steps, "seed": seed}, indent=2))
     results = []
     for name in targets:
         t = TARGETS[name]
