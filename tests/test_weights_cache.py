@@ -209,14 +209,15 @@ def test_import_rejects_the_wrong_file_and_keeps_the_cache_as_it_was(plugin, ess
     assert not any((essence_home / "weights" / ".incoming").iterdir())
 
 
-def test_converter_error_is_a_weights_error_and_keeps_the_download(plugin, tmp_path):
+def test_converter_error_is_a_weights_error_and_caches_nothing(plugin, tmp_path):
+    """An imported file is converted aside: one that does not convert never enters the cache (issue 16)."""
     data = b"FAKECKPTBAD" + bytes(100)
     plugin.add(make_asset("tiny", ["https://example.invalid/tiny.ckpt"], data))
     mine = tmp_path / "x.ckpt"
     mine.write_bytes(data)
     with pytest.raises(essence.WeightsError, match="Could not convert .*: this fake checkpoint is damaged"):
         import_file("tiny", mine, console=quiet()[0])
-    assert cache_entry("tiny").status == "not converted"
+    assert cache_entry("tiny").status == "missing" and mine.read_bytes() == data
 
 
 def test_verify_finds_a_corrupted_file(server, plugin):

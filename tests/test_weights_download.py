@@ -167,7 +167,7 @@ def test_all_mirrors_failing_lists_a_reason_for_each(server, tmp_path):
         download(urls, tmp_path / "a.ckpt", timeout=0.3)
     assert exc.value.reasons == [
         f"{urls[0]} -> HTTP 404 Not Found",
-        f"{urls[1]} -> timed out after 0.3 s without data",
+        f"{urls[1]} -> timed out after 0.3 s without data: the server accepted the connection but sent no answer",
         f"{urls[2]} -> connection refused",
     ]
     assert "\n" not in str(exc.value)

@@ -93,6 +93,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(body[: cfg["stall_after"]])
             srv.stopping.wait(cfg.get("stall_for", 2.0))
             return
+        if limited and "drip" in cfg:  # a byte now and then: never silent long enough for a timeout
+            for i in range(len(body)):
+                self._write(body[i : i + 1])
+                if srv.stopping.wait(cfg["drip"]):
+                    return
+            return
         gate = cfg.get("gate")
         if gate is not None:  # send the first bytes, then wait until the test opens the gate
             head = cfg.get("gate_after", 0)

@@ -8,6 +8,7 @@ from typing import Any, Optional
 import typer
 
 from essence.core.errors import EssenceError
+from essence.method.rundir import out_folder
 
 
 def sources_option(
@@ -101,7 +102,9 @@ _PHOTOS = typer.Argument(
 _LATENTS = typer.Option(None, "--latents", help="A latent file of sources (N, num_ws, w_dim) or (num_ws, w_dim).")
 _SEED = typer.Option(None, "--seed", help="Seed of the random sources (as `essence run --seed`; default 0).")
 _TRUNCATION = typer.Option(None, "--truncation", help="Truncation psi of random sources (default 0.7, as runs).")
-_OUT = typer.Option(None, "--out", "-o", help="Output folder (default essence-runs/<command>-<target>-<time>).")
+_OUT = typer.Option(
+    None, "--out", "-o", help="Output folder (default essence-runs/<command>-<target>-<time>).", parser=out_folder
+)
 _TILE = typer.Option(None, "--tile", help="Tile size in the grid in pixels (default min(resolution, 256)).")
 _DEVICE = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ...")
 _CHUNK = typer.Option(None, "--chunk", help="Most images per generator pass (default 8).")

@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import typer
 
+from essence.method.rundir import out_folder
+
 from essence.commands.progress import StageProgress
 from essence.commands.run import (
     CHUNK,
@@ -61,7 +63,7 @@ def batch_command(
         ..., help="Image files (one target each), folders (each image one target; each subfolder one target of "
         "all its images) and .txt files (one text target per line)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="The batch folder: runs/<target>/, index.html, sheet.png, summary.csv."),
+    out: Path = typer.Option(..., "--out", "-o", help="The batch folder: runs/<target>/, index.html, sheet.png, summary.csv.", parser=out_folder),
     pack: int = typer.Option(1, "--pack", min=1, help="Optimise K targets at once in one batch of K x N images."),
     executor: str = typer.Option("local", "--executor", help="local (this machine) or ray (needs essence-transfer[ray])."),
     workers: Optional[int] = typer.Option(

@@ -8,6 +8,8 @@ from typing import Any, Optional
 
 import typer
 
+from essence.method.rundir import out_folder
+
 from essence.commands.apply import sources_option
 from essence.commands.run import EXIT_INTERRUPTED
 
@@ -28,7 +30,7 @@ def compare_command(
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources the three are judged on (default 8)."),
     judge: Optional[str] = typer.Option(None, "--judge", help="A second, judging encoder for the metrics (e.g. clip-rn50)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (three run folders, figure.png, metrics.json)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (three run folders, figure.png, metrics.json).", parser=out_folder),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json) for our run."),
     sets: Optional[list[str]] = typer.Option(
         None, "--set", "-s",

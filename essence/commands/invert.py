@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import typer
 
+from essence.method.rundir import out_folder
+
 from essence.core.errors import EssenceError
 
 _PHOTOS = typer.Argument(..., help="Photo files (PNG, JPEG, ...).", show_default=False, metavar="PHOTO")
@@ -17,7 +19,7 @@ def align_command(
     aligner: str = typer.Option("ffhq-dlib", "--aligner", "-a", help="ffhq-dlib, ffhq-mediapipe, center-crop, resize (essence list aligners)."),
     size: int = typer.Option(1024, "--size", help="Side of the crops in pixels (FFHQ: 1024)."),
     all_faces: bool = typer.Option(False, "--all-faces", help="A crop for every face (default: the largest only)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default essence-runs/align-<photo>-<time>)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default essence-runs/align-<photo>-<time>).", parser=out_folder),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier result in --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but warnings."),
 ) -> None:

@@ -13,6 +13,7 @@ import typer
 from essence.commands.apply import sources_option
 from essence.commands.progress import RunProgress
 from essence.core.errors import EssenceError
+from essence.method.rundir import out_folder
 
 EXIT_NONFINITE = 1
 EXIT_INTERRUPTED = 130
@@ -78,7 +79,9 @@ def run_command(
     steps: Optional[int] = STEPS,
     sources: Optional[list[str]] = SOURCES,
     seed: Optional[int] = SEED,
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Run folder (default essence-runs/<target>-<time>).", parser=out_folder
+    ),
     config: Optional[Path] = CONFIG,
     sets: Optional[list[str]] = SETS,
     init: Optional[str] = INIT,

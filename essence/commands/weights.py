@@ -32,13 +32,16 @@ def list_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
     from rich.table import Table
 
     table = Table(title=f"Weights (cache: {weights_root()})", title_justify="left")
-    for col in ("name", "kind", "size", "licence", "status", "path"):
+    for col in ("name", "kind", "size", "source", "licence", "status", "path"):
         table.add_column(col, overflow="fold")
     for r in rows:
         status = f"[green]{r['status']}[/]" if r["status"] == "cached" else r["status"]
-        table.add_row(r["name"], r["kind"], human_size(r["size"]), r["license"], status, r["path"])
+        source = r["urls"][0] if r["urls"] else "by hand: `essence weights import`"
+        if len(r["urls"]) > 1:
+            source += f" (+{len(r['urls']) - 1} mirror{'s' if len(r['urls']) > 2 else ''})"
+        table.add_row(r["name"], r["kind"], human_size(r["size"]), source, r["license"], status, r["path"])
     if not rows:
-        table.add_row("(none: plugins register weights)", "", "", "", "", "")
+        table.add_row("(none: plugins register weights)", "", "", "", "", "", "")
     _console().print(table)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -39,6 +40,16 @@ def write_atomic(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     try:
         write(tmp)
         os.replace(tmp, p)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            from essence.core.errors import EssenceError
+
+            raise EssenceError(
+                f"The disk is full: could not write {p}. Free some space and try again; "
+                f"{'the earlier ' + p.name + ' is intact' if p.exists() else 'nothing was half written'}."
+            ) from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -60,3 +71,49 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return str(obj)
+
+
+#: A zip (a ``torch.save`` file, a TorchScript archive) may declare at most this many times its own size
+#: in uncompressed entries (plus ZIP_SLACK): PyTorch stores its tensors uncompressed, so a real checkpoint
+#: declares about its own size, and an archive bomb declares gigabytes from kilobytes.
+ZIP_RATIO = 8
+ZIP_SLACK = 64 << 20
+#: Entries a zip may list (a checkpoint has one per tensor storage).
+ZIP_MAX_ENTRIES = 1 << 20
+
+
+def check_zip_sizes(path: str | os.PathLike[str]) -> None:
+    """Refuse a zip whose directory declares far more bytes than the file holds, before inflating anything.
+
+    Reads only the central directory; readers (``zipfile``, PyTorch's) stop at the declared sizes, so a
+    file that passes cannot make them allocate more than about ``ZIP_RATIO`` times its size. Not a zip:
+    nothing to check.
+    """
+    import zipfile
+
+    from essence.core.errors import WeightsError
+
+    p = Path(path)
+    try:
+        if not zipfile.is_zipfile(p):
+            return
+        size = p.stat().st_size
+        with zipfile.ZipFile(p) as archive:
+            entries = archive.infolist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return  # the reader says what is wrong with it
+    total = sum(e.file_size for e in entries)
+    if len(entries) > ZIP_MAX_ENTRIES or total > size * ZIP_RATIO + ZIP_SLACK:
+        raise WeightsError(
+            f"{p}: a {size}-byte zip archive whose {len(entries)} entries would inflate to {total} bytes "
+            "(an archive bomb?); refusing to read it."
+        )
+
+
+def torch_load(path: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU, after :func:`check_zip_sizes`: no code runs, and no
+    archive bomb inflates."""
+    import torch
+
+    check_zip_sizes(path)
+    return torch.load(path, map_location="cpu", weights_only=True, **kwargs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError
-from essence.core.files import write_atomic
+from essence.core.files import torch_load, write_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +43,7 @@ def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
     for key, value in raw.items():
         try:
             out[key] = value if key in STRING_METADATA else json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): kept as the string it is
             out[key] = value
     return out
 
@@ -68,7 +68,7 @@ def load_latents(
         raise EssenceError(f"{what} {p}: unsupported format; use one of {', '.join(LATENT_SUFFIXES)}.")
     try:
         if suffix in (".pt", ".pth"):
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            obj = torch_load(p)
         elif suffix == ".npy":
             import numpy as np
 
@@ -251,6 +251,8 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
     except Exception as exc:
         raise EssenceError(f"Cannot read direction file {p}: {exc}") from None
     meta = decode_metadata(raw_meta)
+    if "config" in meta and not isinstance(meta["config"], dict):  # a direction from anyone: checked like options
+        raise EssenceError(f"Direction file {p}: its metadata 'config' is not a JSON table; is it a file essence wrote?")
     if b.dim() != 2:
         raise EssenceError(f"Direction file {p}: 'b' has shape {tuple(b.shape)}; expected (num_ws, w_dim).")
     return Direction(b=b, d=d, metadata=meta)

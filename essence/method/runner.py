@@ -26,8 +26,9 @@ from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
 from essence.method.photos import check_inversion_settings, invert_photos
-from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
+from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out, read_run_status
 from essence.method.runconfig import RunConfig, validate_run_config
+from essence.weights.resolve import check_available
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -81,8 +82,14 @@ class Prepared:
     targets: list[Image.Image]
 
 
-def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False) -> Prepared:
-    """Every check that needs no model: components, losses, targets, latent files, output folder."""
+def prepare(
+    config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False, claim: bool = False
+) -> Prepared:
+    """Every check that needs no model: components, losses, targets, latent files, output folder.
+
+    With ``claim`` the folder is only checked: the caller creates it and clears an old run under
+    :class:`~essence.method.rundir.OutputClaim` once the components are built (as :func:`execute_run` does);
+    without, an old run is removed here (with ``overwrite``) and the folder created."""
     from essence.core.images import load_image
     from essence.core.registry import get_registry
 
@@ -102,6 +109,10 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
         check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
+    check_available([  # offline: every missing weights file named at once, before any is looked for
+        ("generator", getattr(gen_reg.validate(**generator_config), "weights", None)),
+        ("encoder", getattr(enc_reg.validate(**encoder_config), "weights", None)),
+    ])
     targets = [load_image(t) for t in config.target]
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
@@ -112,10 +123,21 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
         markers=() if resuming else ("direction.safetensors", "metrics.json", CHECKPOINT),
         overwrite=overwrite,
         what="a run",
-        hint=f"Continue it with `essence run --resume {run_dir}`, choose another --out",
+        hint=resume_hint(run_dir),
+        clear=not claim,
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def resume_hint(run_dir: Path) -> str:
+    """What to do about a folder that holds a run: resume it only when there is something to resume."""
+    from essence.method.rundir import read_run_status
+
+    with contextlib.suppress(EssenceError):
+        if (run_dir / CHECKPOINT).is_file() and read_run_status(run_dir) != "completed":
+            return f"Continue it with `essence run --resume {run_dir}`, choose another --out"
+    return "Choose another --out"
 
 
 def text_stem(text: str, length: int = 40) -> str:
@@ -207,13 +229,18 @@ def execute_run(
     first step: another thread may set ``engine.stop_requested`` to stop as Ctrl-C does (the web UI's Stop).
     ``progress(step, steps, loss)`` follows an optimising inverter (source photos, ``init = "target"``).
     """
+    from essence.method.rundir import OutputClaim, clear_out
+
     cfg = validate_run_config(config)
-    p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite)
-    generator, encoder = build_components(p)
-    run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
-    if on_engine is not None:
-        on_engine(run.engine)
-    return _drive(run, on_start, notify, handle_sigint)
+    p = prepare(cfg, out=Path(out) if out is not None else None, overwrite=overwrite, claim=True)
+    with OutputClaim(p.out):  # a second run into the same folder is refused; a failed start leaves no folder
+        generator, encoder = build_components(p)
+        if overwrite:  # every check passed and the models are built: only now does the old run go
+            clear_out(p.out, RUN_FILES)
+        run = start_run(p, generator, encoder, callback, notify=notify, progress=progress)
+        if on_engine is not None:
+            on_engine(run.engine)
+        return _drive(run, on_start, notify, handle_sigint)
 
 
 def resume_run(
@@ -225,38 +252,89 @@ def resume_run(
     handle_sigint: bool = False,
 ) -> RunOutcome:
     """Continue an interrupted run from ``run_dir/checkpoint.pt`` with its own config."""
+    from essence.method.rundir import OutputClaim
+
     p, state = read_checkpoint(run_dir)
-    generator, encoder = build_components(p)
-    run = continue_run(p, state, generator, encoder, callback)
-    if notify is not None:
-        engine, cfg = run.engine, p.config
-        notify(f"Resuming {p.out} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
-    return _drive(run, on_start, notify, handle_sigint)
+    with OutputClaim(p.out):  # the run itself may still be going in another process
+        generator, encoder = build_components(p)
+        run = continue_run(p, state, generator, encoder, callback)
+        if notify is not None:
+            engine, cfg = run.engine, p.config
+            notify(f"Resuming {p.out} at restart {engine.restart}, step {_steps_done(engine, cfg) % cfg.steps}.")
+        return _drive(run, on_start, notify, handle_sigint)
 
 
 def read_checkpoint(run_dir: str | Path) -> tuple[Prepared, dict[str, Any]]:
-    """The checks and the checkpoint of an interrupted run folder, before any model is built."""
-    import json
-
-    import torch
-
+    """The checks and the checkpoint of an interrupted run folder, before any model is built. The folder may
+    come from anyone: its config.json, metrics.json and checkpoint.pt are checked as strictly as options."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise EssenceError(f"{run_dir} is not a run folder (it has no config.json); give the folder of an interrupted run.")
     ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
-        status = ""
-        if (run_dir / "metrics.json").is_file():
-            status = json.loads((run_dir / "metrics.json").read_text()).get("status", "")
-        if status == "completed":
-            raise EssenceError(f"The run in {run_dir} is already complete; there is nothing to resume.")
+        if read_run_status(run_dir) == "completed":
+            raise EssenceError(
+                f"The run in {run_dir} is already complete; there is nothing to resume. To run it again, "
+                f"`essence run --config {run_dir / 'config.json'} --out {run_dir} --overwrite` (or another --out)."
+            )
         raise EssenceError(f"{run_dir} has no {CHECKPOINT} to resume from.")
-    cfg = validate_run_config(json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+    if read_run_status(run_dir) == "completed":  # killed between its last file and removing the checkpoint
+        raise EssenceError(f"The run in {run_dir} is already complete (its {CHECKPOINT} is left over); there is nothing to resume.")
+    cfg = read_run_config(run_dir / "config.json")
+    state = read_checkpoint_state(ckpt)
+    return prepare(cfg, out=run_dir, resuming=True, claim=True), state
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """A run folder's config.json, validated like command-line input; an error names the file."""
+    from essence.core.errors import ConfigError
+    from essence.method.rundir import read_run_json
+
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        return validate_run_config(read_run_json(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+#: The most seconds a checkpoint may say a run has taken (about 30 years): more is not a real run.
+MAX_ELAPSED = 1e9
+
+
+def read_checkpoint_state(path: Path) -> dict[str, Any]:
+    """``checkpoint.pt`` read without running code (no archive bomb) and checked: the engine state a dict, the
+    inputs finite float tensors of the right ranks, the elapsed time a sane number."""
+    import torch
+
+    from essence.core.files import torch_load
+
+    try:
+        state = torch_load(path)
+    except EssenceError:
+        raise
     except Exception as exc:
-        raise EssenceError(f"Cannot read checkpoint {ckpt}: {exc}") from None
-    return prepare(cfg, out=run_dir, resuming=True), state
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EssenceError(f"Cannot read checkpoint {path} ({type(exc).__name__}: {first}).") from None
+
+    def bad(why: str) -> EssenceError:
+        return EssenceError(f"Checkpoint {path} is not one essence wrote: {why}.")
+
+    if not isinstance(state, dict) or not isinstance(state.get("engine"), dict) or not isinstance(state.get("inputs"), dict):
+        raise bad("it needs 'engine' and 'inputs' tables")
+    elapsed = state.get("elapsed")
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed <= MAX_ELAPSED:
+        raise bad(f"'elapsed' is {str(elapsed)[:40]}, not a number of seconds")
+    ranks = {"target": (1, 2), "sources": (3,), "heldout": (3,)}
+    for key, allowed in ranks.items():
+        t = state["inputs"].get(key)
+        if t is None and key == "heldout":
+            continue
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise bad(f"inputs.{key} is not a float tensor")
+        if t.dim() not in allowed or t.numel() == 0:
+            raise bad(f"inputs.{key} has shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise bad(f"inputs.{key} holds NaN or infinite values")
+    return state
 
 
 @dataclass
@@ -289,15 +367,15 @@ class ActiveRun:
         engine, p = self.engine, self.p
         result = engine.result()
         seconds = self.elapsed_now()
-        if result.status == "completed":
-            (p.out / CHECKPOINT).unlink(missing_ok=True)
-        elif engine.checkpoint_consistent and result.status == "interrupted":
+        if result.status != "completed" and engine.checkpoint_consistent and result.status == "interrupted":
             save_checkpoint(engine, p.out, seconds)
         rate = engine.step_seconds / engine.steps_run if engine.steps_run else None
         metrics = write_run_folder(
             p, engine, result, self.generator, self.encoder, seconds=seconds, seconds_per_step=rate,
             images=result.status != "interrupted",
         )
+        if result.status == "completed":  # only now: a kill before this leaves a resumable run
+            (p.out / CHECKPOINT).unlink(missing_ok=True)
         return RunOutcome(p.out, result, metrics)
 
 
@@ -324,6 +402,13 @@ def continue_run(
 ) -> ActiveRun:
     """An interrupted run with built components, at the state of its checkpoint."""
     inputs = state["inputs"]
+    want = (generator.num_ws, generator.w_dim)
+    for key in ("sources", "heldout"):
+        t = inputs.get(key)
+        if t is not None and tuple(t.shape[1:]) != want:
+            raise EssenceError(
+                f"Checkpoint {p.out / CHECKPOINT}: inputs.{key} has shape {tuple(t.shape)}, but the generator's W+ is {want}."
+            )
     init = None
     if p.config.init.mode == "target":
         from essence.method.artifacts import load_latents
@@ -338,7 +423,15 @@ def continue_run(
         init=init,
         heldout=0 if inputs["heldout"] is None else inputs["heldout"].to(generator.device),
     )
-    engine.load_state_dict(state["engine"])
+    try:
+        engine.load_state_dict(state["engine"])
+    except EssenceError as exc:
+        raise EssenceError(f"Checkpoint {p.out / CHECKPOINT}: {exc}") from None
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise EssenceError(
+            f"Checkpoint {p.out / CHECKPOINT} does not fit the run in its config.json ({type(exc).__name__}: {first})."
+        ) from None
     return ActiveRun(p, engine, generator, encoder, float(state["elapsed"]), callback)
 
 
@@ -438,7 +531,7 @@ def write_run_folder(
     files += [f for f in ("sources.safetensors", "init.safetensors") if (out / f).exists()]
     if images:
         files += write_images(p, engine, result)
-    if (out / CHECKPOINT).exists():
+    if (out / CHECKPOINT).exists() and result.status != "completed":  # a completed run's goes right after
         files.append(CHECKPOINT)
     steps_done = _steps_done(engine, cfg)
     metrics = {

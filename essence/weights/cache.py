@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError, WeightsError
-from essence.core.files import sha256_file
+from essence.core.files import check_zip_sizes, sha256_file
 from essence.core.paths import essence_home
 from essence.weights.assets import Asset, Converter, get_asset, get_converters
 from essence.weights.download import (
@@ -129,6 +129,7 @@ def pull(
     progress: ProgressCallback | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     console: Console | None = None,
+    deadline: float | None = None,
 ) -> CacheEntry:
     """Make ``asset`` ready in the cache: check a file already there, else download it, then convert.
 
@@ -156,7 +157,7 @@ def pull(
         if record is None:
             if offline:
                 raise _offline_error(entry)
-            record = _download(entry, progress, timeout, console)
+            record = _download(entry, progress, timeout, console, deadline)
         if asset.convert:
             _convert_cached(entry, record, console)
         return cache_entry(asset)
@@ -174,28 +175,46 @@ def import_file(asset: Asset | str, path: str | Path, *, console: Console | None
     with _lock(asset, console):
         entry = cache_entry(asset)
         same = entry.source.exists() and os.path.samefile(path, entry.source)
-        if not same:
-            # Staged beside the asset folder (same file system, so the final rename is atomic),
-            # because replacing an entry clears its folder.
-            tmp = weights_root() / ".incoming" / f"{asset.name}.{os.getpid()}"
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                digest = _copy_hashing(path, tmp)
-                _check_digest(asset, path, digest)
-                _clear(entry)
-                entry.folder.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, entry.source)
-            finally:
-                tmp.unlink(missing_ok=True)
-        else:
+        if same:
             entry.record_path.unlink(missing_ok=True)
             digest = sha256_file(path)
             _check_digest(asset, path, digest)
-        record = _new_record(asset, digest, entry.source.stat().st_size, url=None, imported_from=str(path))
-        _write_record(entry.record_path, record)
-        _tell_new_digest(asset, digest, entry.record_path, console)
-        if asset.convert:
-            _convert_cached(entry, record, console)
+            record = _new_record(asset, digest, entry.source.stat().st_size, url=None, imported_from=str(path))
+            _write_record(entry.record_path, record)
+            _tell_new_digest(asset, digest, entry.record_path, console)
+            if asset.convert:
+                _convert_cached(entry, record, console)
+            return cache_entry(asset)
+        # Checked and converted aside (same file system, so the swap is a rename): a bad file never
+        # costs the good entry the cache holds.
+        stage = weights_root() / ".incoming" / f"{asset.name}.{os.getpid()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
+        try:
+            staged = CacheEntry(asset, stage, "unverified", None)
+            digest = _copy_hashing(path, staged.source)
+            _check_digest(asset, path, digest)
+            record = _new_record(asset, digest, staged.source.stat().st_size, url=None, imported_from=str(path))
+            if asset.convert:
+                conv = _converter_for(staged)
+                console.print(f"Converting {asset.name} with {conv.name} ...")
+                try:
+                    if not _detects(conv, staged.source):
+                        raise WeightsError(f"it is not a {asset.format} file that the {conv.name!r} converter reads.")
+                    _, info = convert_file(staged.source, staged.converted, converter=conv)
+                except EssenceError as exc:
+                    kept = " The cache still holds the previous entry." if entry.folder.exists() else ""
+                    raise WeightsError(f"Could not convert {path} for {asset.name!r}: {exc}{kept}") from exc
+                record["converted"] = _converted_facts(staged.converted, conv, info)
+            _clear(entry)
+            entry.folder.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.source, entry.source)
+            if asset.convert:
+                os.replace(staged.converted, entry.converted)
+            _write_record(entry.record_path, record)
+            _tell_new_digest(asset, digest, entry.record_path, console)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return cache_entry(asset)
 
 
@@ -239,6 +258,7 @@ def remove(asset: Asset | str, *, console: Console | None = None) -> bool:
 
 def find_converters(path: str | Path) -> list[Converter]:
     """The registered converters whose ``detect`` recognises ``path``."""
+    check_zip_sizes(path)
     found = []
     for conv in get_converters().values():
         try:
@@ -264,8 +284,11 @@ def convert_file(
     src, dst = Path(src).expanduser(), Path(dst).expanduser()
     if not src.is_file():
         raise WeightsError(f"No such file: {src}")
+    check_zip_sizes(src)
     if file_looks_like_html(src):
         raise WeightsError(f"{src} is an HTML page, not a checkpoint (a quota or login page saved as the file?).")
+    if dst.exists() and (os.path.samefile(src, dst) or dst.resolve() == src.resolve()):
+        raise WeightsError(f"{dst} is the source file itself; give another destination (nothing was changed).")
     if isinstance(converter, str):
         convs = get_converters()
         if converter not in convs:
@@ -317,7 +340,9 @@ def _check_safetensors(path: Path, converter: Converter) -> None:
 # -- steps -----------------------------------------------------------------------------------------
 
 
-def _download(entry: CacheEntry, progress: ProgressCallback | None, timeout: float, console: Console) -> dict[str, Any]:
+def _download(
+    entry: CacheEntry, progress: ProgressCallback | None, timeout: float, console: Console, deadline: float | None = None
+) -> dict[str, Any]:
     asset = entry.asset
     fix = f"download {asset.filename} yourself and run `essence weights import {asset.name} FILE`"
     if not asset.urls:
@@ -336,6 +361,7 @@ def _download(entry: CacheEntry, progress: ProgressCallback | None, timeout: flo
             timeout=timeout,
             console=console,
             label=asset.name,
+            deadline=deadline,
         )
     except DownloadError as exc:
         _drop_if_empty(entry.folder)
@@ -363,7 +389,7 @@ def _adopt(entry: CacheEntry, console: Console) -> dict[str, Any] | None:
     return record
 
 
-def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console) -> None:
+def _converter_for(entry: CacheEntry) -> Converter:
     asset = entry.asset
     conv = get_converters().get(asset.convert or "")
     if conv is None:
@@ -372,22 +398,42 @@ def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console)
             f"(known formats: {known_formats()}). The download is kept at {entry.source}; "
             f"install the plugin and run `essence weights pull {asset.name}` again."
         )
+    return conv
+
+
+def _detects(conv: Converter, path: Path) -> bool:
+    try:
+        return bool(conv.detect(path))
+    except Exception:  # a detector that chokes on a foreign file does not recognise it
+        return False
+
+
+def _converted_facts(path: Path, conv: Converter, info: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "file": path.name,
+        "size": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "converter": conv.name,
+        "plugin": conv.plugin,
+        "info": info,
+        "date": _now(),
+    }
+
+
+def _convert_cached(entry: CacheEntry, record: dict[str, Any], console: Console) -> None:
+    asset = entry.asset
+    conv = _converter_for(entry)
     console.print(f"Converting {asset.name} with {conv.name} ...")
     record = dict(record, converted=None)
     _write_record(entry.record_path, record)
     try:
         _, info = convert_file(entry.source, entry.converted, converter=conv)
     except EssenceError as exc:
-        raise WeightsError(f"Could not convert {entry.source} for {asset.name!r}: {exc}") from exc
-    record["converted"] = {
-        "file": entry.converted.name,
-        "size": entry.converted.stat().st_size,
-        "sha256": sha256_file(entry.converted),
-        "converter": conv.name,
-        "plugin": conv.plugin,
-        "info": info,
-        "date": _now(),
-    }
+        raise WeightsError(
+            f"Could not convert {entry.source} for {asset.name!r}: {exc} Pulling again would only retry this file: "
+            f"run `essence weights rm {asset.name}`, then `essence weights pull {asset.name}` (or import a good copy)."
+        ) from exc
+    record["converted"] = _converted_facts(entry.converted, conv, info)
     _write_record(entry.record_path, record)
 
 

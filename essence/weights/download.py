@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 #: Seconds without any data (connecting or reading) before a source counts as failed.
 DEFAULT_TIMEOUT = 30.0
+#: Seconds one pull may take in all (every source and reconnection), however the data trickles in;
+#: ``ESSENCE_DOWNLOAD_DEADLINE`` changes it (0 or ``none``: no deadline).
+DEFAULT_DEADLINE = 6 * 3600.0
 #: Reconnections per source after the connection drops mid-file, as long as each one made progress.
 MAX_RESUMES = 10
 #: Seconds to wait before reconnection n: n * RESUME_BACKOFF, at most 1 s.
@@ -72,6 +75,28 @@ class _Interrupted(_Failed):
         self.progressed = progressed
 
 
+class _DeadlineExceeded(_Failed):
+    """The whole pull took longer than its deadline: no further source is tried."""
+
+
+def download_deadline(deadline: float | None = None) -> float | None:
+    """``deadline`` when given, else ``ESSENCE_DOWNLOAD_DEADLINE`` (seconds; 0 or none: no deadline), else the default."""
+    if deadline is not None:
+        return deadline if deadline > 0 else None
+    raw = os.environ.get("ESSENCE_DOWNLOAD_DEADLINE", "").strip().lower()
+    if not raw:
+        return DEFAULT_DEADLINE
+    if raw in ("0", "none", "off"):
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise WeightsError(f"ESSENCE_DOWNLOAD_DEADLINE={raw!r} is not a number of seconds.") from None
+    if not value > 0 or value != value or value == float("inf"):
+        return None if value == float("inf") else DEFAULT_DEADLINE
+    return value
+
+
 class _Restart(Exception):
     """The partial file cannot be resumed from this server: start from byte 0."""
 
@@ -112,9 +137,12 @@ def download(
     timeout: float = DEFAULT_TIMEOUT,
     console: Console | None = None,
     label: str | None = None,
+    deadline: float | None = None,
 ) -> Downloaded:
     """Fetch the first of ``urls`` that delivers the right file to ``dest``; the rest are mirrors.
 
+    ``timeout`` bounds each wait for data; ``deadline`` (seconds, default :func:`download_deadline`) the
+    whole pull, so a server that drips a byte now and then cannot hold it for ever.
     ``sha256``/``size`` are checked when given. ``console`` draws a rich progress bar (size, speed,
     ETA); ``progress`` is called with ``(done, total)``. Raises :class:`DownloadError` with one reason
     per URL when none works.
@@ -123,7 +151,10 @@ def download(
     if not urls:
         raise DownloadError(f"No URL to download {dest.name} from.", [])
     reasons: list[str] = []
+    limit = download_deadline(deadline)
+    bar_deadline = None if limit is None else time.monotonic() + limit
     with _Progress(console, label or dest.name, progress) as bar:
+        bar.deadline, bar.limit = bar_deadline, limit
         for i, url in enumerate(urls):
             try:
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +167,9 @@ def download(
             except _Rejected as exc:
                 discard_partial(dest)
                 reasons.append(f"{url} -> {exc}")
+            except _DeadlineExceeded as exc:
+                reasons.append(f"{url} -> {exc}")
+                break
             except _Failed as exc:
                 reasons.append(f"{url} -> {exc}")
             if console is not None and i + 1 < len(urls):
@@ -211,9 +245,9 @@ def _fetch(
             raise _Restart() from None
         raise _Failed(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise _Failed(_reason(exc.reason, timeout)) from None
+        raise _Failed(_reason(exc.reason, timeout, "connect")) from None
     except (OSError, http.client.HTTPException) as exc:
-        raise _Failed(_reason(exc, timeout)) from None
+        raise _Failed(_reason(exc, timeout, "answer")) from None
 
     with resp:
         status = getattr(resp, "status", None) or 200
@@ -248,11 +282,18 @@ def _fetch(
         bar.start(done, expected)
         with open(part, "ab" if offset else "wb") as f:
             while True:
+                if bar.deadline is not None and time.monotonic() > bar.deadline:
+                    f.flush()
+                    got = f"{done} of {expected} bytes" if expected is not None else f"{done} bytes"
+                    raise _DeadlineExceeded(
+                        f"gave up at the {bar.limit:g} s deadline with {got} received (the server sends too slowly); "
+                        f"the partial file is kept and the next pull resumes it (ESSENCE_DOWNLOAD_DEADLINE sets the deadline)"
+                    )
                 try:
                     chunk = read(CHUNK)
                 except (OSError, http.client.HTTPException) as exc:
                     f.flush()
-                    raise _Interrupted(_reason(exc, timeout), done > start_at) from None
+                    raise _Interrupted(_reason(exc, timeout, "read", done), done > start_at) from None
                 if head is not None and (len(head) >= 512 or not chunk):
                     if looks_like_html(head):
                         raise _Rejected("got an HTML page instead of the file (a quota, login or error page?)")
@@ -292,11 +333,17 @@ def _content_range(value: str | None) -> tuple[int, int | None]:
     return int(m.group(1)), (int(m.group(3)) if m.group(3) != "*" else None)
 
 
-def _reason(exc: object, timeout: float) -> str:
+def _reason(exc: object, timeout: float, phase: str = "read", done: int | None = None) -> str:
+    """What went wrong, in words: for a timeout, which wait ran out (connecting, the answer, the data)."""
     import socket
 
     if isinstance(exc, (TimeoutError, socket.timeout)) or "timed out" in str(exc):
-        return f"timed out after {timeout:g} s without data"
+        if phase == "connect":
+            return f"timed out after {timeout:g} s trying to connect (no answer from the host)"
+        if phase == "answer":
+            return f"timed out after {timeout:g} s without data: the server accepted the connection but sent no answer"
+        after = f" after {done} bytes" if done else ""
+        return f"timed out after {timeout:g} s without data{after}: the server stopped sending"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
     if isinstance(exc, ConnectionResetError):
@@ -330,6 +377,8 @@ class _Progress:
     def __init__(self, console: Console | None, label: str, callback: ProgressCallback | None):
         self.console, self.label, self.callback = console, label, callback
         self.total: int | None = None
+        self.deadline: float | None = None  # time.monotonic() by which the whole pull must be done
+        self.limit: float | None = None
         self._bar: Any = None
         self._task: Any = None
 

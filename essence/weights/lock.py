@@ -62,8 +62,11 @@ class FileLock:
         on_wait: Callable[[], None] | None = None,
         timeout: float | None = None,
         poll: float = 0.1,
+        busy: Callable[[], Exception] | None = None,
     ) -> None:
         self.path = Path(path)
+        #: When given, a lock held by another process raises ``busy()`` at once instead of waiting.
+        self.busy = busy
         self.on_wait = on_wait
         self.timeout = timeout
         self.poll = poll
@@ -81,6 +84,9 @@ class FileLock:
         start = time.monotonic()
         waited = False
         while not _try_lock(fd):
+            if self.busy is not None:
+                os.close(fd)
+                raise self.busy()
             if not waited and self.on_wait is not None:
                 self.on_wait()
             waited = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from essence.core.errors import WeightsError, did_you_mean
@@ -45,3 +46,35 @@ def resolve_weights(
     close = did_you_mean(spec, names)
     tip = f" Did you mean {close[0]!r}?" if close else " Run `essence weights list` to see the known names."
     raise WeightsError(f"Weights {spec!r}: no such file, and not a known weights name.{tip}")
+
+
+def check_available(values: Iterable[tuple[str, object]], *, offline: bool | None = None) -> None:
+    """Offline, before any model is built: every ``(what, weights value)`` that names a registered asset not in
+    the cache, named at once with its size and where to get it (one error, not one per attempt)."""
+    from essence.weights.assets import get_assets
+    from essence.weights.cache import cache_entry, human_size, is_offline
+
+    if not is_offline(offline):
+        return
+    assets = get_assets()
+    missing = []
+    for what, value in values:
+        if not isinstance(value, str) or value not in assets or Path(value).expanduser().is_file():
+            continue
+        entry = cache_entry(assets[value])
+        if entry.status != "cached" and entry.status != "not converted":
+            missing.append((what, entry))
+    if not missing:
+        return
+    parts = []
+    for what, entry in missing:
+        a = entry.asset
+        where = a.urls[0] if a.urls else "no public URL"
+        size = human_size(a.size) if a.size else "size not published"
+        parts.append(f"{what} weights {a.name!r} ({size}, from {where})")
+    names = " ".join(entry.asset.name for _, entry in missing)
+    raise WeightsError(
+        f"Offline, and {len(missing)} weights file(s) are not in the cache: {'; '.join(parts)}. "
+        f"Run `essence weights pull {names}` while online, or download each file and "
+        f"`essence weights import NAME FILE`."
+    )

@@ -185,7 +185,7 @@ class Worker:
         import torch
 
         from essence.method.engine import optimize_together
-        from essence.method.runner import continue_run, start_run
+        from essence.method.runner import continue_run, read_checkpoint_state, start_run
 
         with tempfile.TemporaryDirectory(prefix="essence-batch-") as tmp:
             runs = []
@@ -196,7 +196,7 @@ class Worker:
                 p = self._prepared(spec, folder)
                 callback = _progress(spec, p, emit, report_every)
                 if (folder / CHECKPOINT).is_file():
-                    state = torch.load(folder / CHECKPOINT, map_location="cpu", weights_only=True)
+                    state = read_checkpoint_state(folder / CHECKPOINT)
                     runs.append(continue_run(p, state, self.generator, self.encoder, callback))
                 else:
                     runs.append(start_run(p, self.generator, self.encoder, callback))

@@ -15,7 +15,6 @@ held-out sources.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -438,9 +437,15 @@ def execute_blend(
 
 
 def read_blend_config(run_dir: Path) -> BlendConfig:
-    data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    from essence.core.errors import ConfigError
+    from essence.method.rundir import read_run_json
+
+    data = read_run_json(run_dir / "config.json")
     data.pop("kind", None)
-    return validate_blend_config(data)
+    try:
+        return validate_blend_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{run_dir / 'config.json'}: {exc}") from None
 
 
 def target_images(run_dir: Path, paths: Sequence[str]) -> list[Image.Image]:

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from essence.core.config import ComponentSpec, Strict, build_config
 from essence.core.devices import resolve_device
-from essence.core.errors import EssenceError
+from essence.core.errors import ConfigError, EssenceError
 from essence.method.rundir import check_latent_files, component_config
 
 if TYPE_CHECKING:
@@ -90,15 +90,10 @@ def open_run(path: str | Path) -> RunFolder:
     p = Path(path)
     if not (p / "config.json").is_file():
         raise EssenceError(f"{p} is not a run folder (it has no config.json): give folders written by essence run or blend.")
-    try:
-        data = json.loads((p / "config.json").read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise EssenceError(f"{p / 'config.json'} is not valid JSON: {exc}") from None
-    status = "completed"
-    try:
-        status = json.loads((p / "metrics.json").read_text(encoding="utf-8")).get("status", status)
-    except (OSError, ValueError, AttributeError):
-        status = "unknown"  # no readable metrics.json: judge the run all the same
+    from essence.method.rundir import read_run_json, read_run_status
+
+    data = read_run_json(p / "config.json")  # a run folder may come from anyone: checked like options
+    status = read_run_status(p) or "unknown"  # no metrics.json: judge the run all the same
     if isinstance(data, dict) and data.get("kind") == "blend":
         cfg = read_blend_config(p)
         h = cfg.heldout
@@ -111,7 +106,10 @@ def open_run(path: str | Path) -> RunFolder:
 
     if not (p / "direction.safetensors").is_file():
         raise EssenceError(f"{p} has no direction.safetensors: is it a finished `essence run` folder?")
-    cfg = validate_run_config(data)
+    try:
+        cfg = validate_run_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p / 'config.json'}: {exc}") from None
     h = cfg.heldout
     return RunFolder(
         p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence.core.errors import EssenceError
-from essence.core.files import sha256_file
+from essence.core.files import sha256_file, torch_load
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ def _read_any(p: Path, what: str) -> Any:
     try:
         if suffix in (".pt", ".pth"):
             # map_location: files saved on a GPU (TargetCLIP's opt_latents.pt) load on any machine.
-            return torch.load(p, map_location="cpu", weights_only=True)
+            return torch_load(p)
         if suffix in (".npy", ".npz"):
             import numpy as np
 

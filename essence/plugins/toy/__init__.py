@@ -141,8 +141,9 @@ def register_commands(app):
         steps: int = typer.Option(300, "--steps", min=1, help="Optimisation steps per target."),
         seed: int = typer.Option(0, "--seed", help="Seed of sources, held-out sources and init."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only where the results are."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo in --out."),
     ) -> None:
         """See essence transfer work in about a minute: shipped toy models, bundled targets, no download."""
         from essence.plugins.toy.cli import demo
 
-        demo(out=out, targets=target, steps=steps, seed=seed, quiet=quiet)
+        demo(out=out, targets=target, steps=steps, seed=seed, quiet=quiet, overwrite=overwrite)

@@ -10,7 +10,7 @@ from essence.plugins.toy import world
 from essence.plugins.toy.demo import TARGETS, run_demo
 
 
-def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet: bool) -> None:
+def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet: bool, overwrite: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
@@ -33,7 +33,7 @@ def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet:
         progress.update(state["task"], advance=1, loss=f"transfer loss {r.transfer:.3f}  consistency loss {r.consistency:.3f}")
 
     with progress:
-        results = run_demo(out, targets=names, steps=steps, seed=seed, callback=step, on_start=on_start)
+        results = run_demo(out, targets=names, steps=steps, seed=seed, callback=step, on_start=on_start, overwrite=overwrite)
     for r in results:
         if quiet:
             console.print(str(r.outcome.out))

@@ -80,11 +80,15 @@ def write_targets(folder: Path = TARGET_DIR) -> list[Path]:
     return paths
 
 
-def check_out_folder(out: Path) -> None:
-    """The demo replaces its own earlier output, never anything else."""
+def check_out_folder(out: Path, overwrite: bool = False) -> None:
+    """The demo replaces its own earlier output when asked (--overwrite, as `essence run`), never anything else."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
         raise essence.EssenceError(
             f"{out} exists and was not written by `essence demo`; choose another folder with --out."
+        )
+    if (out / MARKER).exists() and not overwrite:
+        raise essence.EssenceError(
+            f"{out} already holds an `essence demo`. Choose another --out, or pass --overwrite to replace it."
         )
 
 
@@ -113,18 +117,21 @@ def run_demo(
     device: str = "cpu",
     callback: Callable[[Any], None] | None = None,
     on_start: Callable[[Any, int], None] | None = None,
+    overwrite: bool = False,
 ) -> list[DemoResult]:
     """Run the paper's method on the bundled targets with the shipped models; one run folder per target."""
     import numpy as np
     from PIL import Image
 
     out = Path(out)
-    check_out_folder(out)
+    check_out_folder(out, overwrite)
     unknown = [t for t in targets if t not in TARGETS]
     if unknown:
         raise essence.EssenceError(f"Unknown demo target {unknown[0]!r}; use {' or '.join(TARGETS)}.")
     essence.ensure_writable_dir(out)
-    (out / MARKER).write_text(json.dumps({"targets": list(targets), "steps": steps, "seed": seed}, indent=2))
+    from essence.core.files import write_text
+
+    write_text(out / MARKER, json.dumps({"targets": list(targets), "steps": steps, "seed": seed}, indent=2))
     results = []
     for name in targets:
         t = TARGETS[name]

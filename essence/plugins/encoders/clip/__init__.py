@@ -15,9 +15,10 @@ import importlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 import essence
+from essence.plugins.encoders.clip.options import check_openclip_model_config
 
 ASSETS_FILE = Path(__file__).with_name("assets.json")
 
@@ -79,8 +80,24 @@ class OpenCLIPConfig(CLIPConfig):
     architecture: dict[str, Any] | None = Field(
         None,
         description="Overrides of open_clip's model config, passed to open_clip.create_model "
-        "(embed_dim, vision_cfg, text_cfg; a sub-dict replaces the whole entry), e.g. tiny models for tests.",
+        "(embed_dim, vision_cfg, text_cfg; a sub-dict replaces the whole entry), e.g. tiny models for tests. "
+        "No option that names a file (pretrained_image_path, weights_only, hf_/timm_ pretrained ...).",
     )
+
+    @field_validator("architecture")
+    @classmethod
+    def _model_keys_only(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if value is None else check_openclip_model_config(value)
+
+    @field_validator("arch")
+    @classmethod
+    def _no_remote_arch(cls, value: str) -> str:
+        if value.startswith("hf-hub:"):
+            raise ValueError(
+                "hf-hub: models are downloaded and unpickled by open_clip itself; download the folder "
+                "(open_clip_config.json and a weights file) and use arch='local-dir:FOLDER'"
+            )
+        return value
 
 
 def _vitb32(config: CLIPConfig) -> Any:

@@ -13,6 +13,7 @@ import torch
 
 import essence
 from essence import ConfigError, WeightsError
+from essence.plugins.encoders.clip.options import check_openclip_model_config
 from essence.plugins.encoders.clip.backends import (
     OPENAI_PRESETS,
     import_clip,
@@ -125,6 +126,13 @@ def build_openclip(config: Any) -> CLIPEncoder:
             source = config.pretrained  # read by essence's safe reader, never by torch.jit/pickle
         else:
             tag = config.pretrained
+    local = arch.startswith("local-dir:")
+    if local:
+        folder = local_dir_weights(arch)
+        if tag is not None:
+            raise ConfigError(f"arch {arch!r} is a folder with its own weights; a pretrained tag does not apply to it.")
+        if source is None:
+            source = str(folder) if folder is not None else "random"
     if source is None and tag is None:
         if arch not in OPENAI_PRESETS:
             raise ConfigError(
@@ -132,7 +140,7 @@ def build_openclip(config: Any) -> CLIPEncoder:
                 "'random') or pretrained= (an open_clip tag)."
             )
         source, arch = OPENAI_PRESETS[arch]
-    if not arch.startswith(("hf-hub:", "local-dir:")) and arch not in open_clip.list_models():
+    if not local and arch not in open_clip.list_models():
         close = difflib.get_close_matches(arch, open_clip.list_models(), n=1)
         tip = f" Did you mean {close[0]!r}?" if close else " See open_clip.list_models()."
         raise ConfigError(f"open_clip has no architecture {arch!r}.{tip}")
@@ -146,32 +154,41 @@ def build_openclip(config: Any) -> CLIPEncoder:
         weights_id = _weights_id(info)
     elif tag is not None:
         tag_cfg = open_clip.get_pretrained_cfg(arch, tag)
-        if not tag_cfg and not arch.startswith(("hf-hub:", "local-dir:")):
+        if not tag_cfg:
             tags = open_clip.list_pretrained_tags_by_model(arch)
             raise ConfigError(
                 f"open_clip has no pretrained weights {tag!r} for {arch!r} (it has: {', '.join(tags) or 'none'}), "
                 "and it is not a file."
             )
         quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+        path = download_tag(open_clip, tag_cfg, arch, tag)  # open_clip fetches the file; essence reads it
+        state, _ = read_weights(path)
         weights_id = f"open_clip:{arch}/{tag}"
     else:
         weights_id = "random"
+    overrides = check_openclip_model_config(config.architecture or {})
 
     def create() -> Any:
         try:
             with seeded(0), _quiet_random_init_notice():
+                # open_clip loads no file: every weights file goes through read_weights below.
                 return open_clip.create_model(
                     arch,
-                    pretrained=tag,
+                    pretrained=None,
+                    load_weights=False,
+                    pretrained_image=False,
+                    pretrained_text=False,
+                    weights_only=True,
+                    jit=False,
                     force_quick_gelu=quick_gelu,
                     device="cpu",
                     precision="fp32",
-                    **dict(config.architecture or {}),
+                    **overrides,
                 )
         except TypeError as exc:
             raise ConfigError(f"open_clip rejected the architecture overrides {config.architecture}: {exc}") from None
-        except RuntimeError as exc:
-            raise WeightsError(f"open_clip could not build {arch!r} with pretrained={tag!r}: {exc}") from None
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise WeightsError(f"open_clip could not build {arch!r}: {exc}") from None
 
     def text_from_file() -> Any:  # the text tower is built again, from the file, only if a text is embedded
         rebuilt = create()
@@ -195,6 +212,48 @@ def build_openclip(config: Any) -> CLIPEncoder:
         weights_id=weights_id,
         text=text,
     )
+
+
+#: The weights file names open_clip looks for in a ``local-dir:`` folder, in its order (safetensors first).
+LOCAL_WEIGHTS = (
+    "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
+    "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth", "pytorch_model.bin", "pytorch_model.pth", "model.pth",
+)
+
+
+def local_dir_weights(arch: str) -> Path | None:
+    """The weights file of a ``local-dir:`` folder (None: random), after checking its ``open_clip_config.json``
+    as strictly as an ``architecture`` override: open_clip then builds the model and reads no file but that JSON."""
+    import json
+
+    folder = Path(arch[len("local-dir:") :]).expanduser()
+    cfg_file = folder / "open_clip_config.json"
+    if not folder.is_dir():
+        raise ConfigError(f"arch {arch!r}: no folder {folder}.")
+    try:
+        data = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"arch {arch!r}: {cfg_file} is missing (open_clip's model config).") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{cfg_file}: not a readable JSON file ({exc}).") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_cfg"), dict):
+        raise ConfigError(f"{cfg_file}: no model_cfg table.")
+    check_openclip_model_config(data["model_cfg"], where=str(cfg_file))
+    for name in LOCAL_WEIGHTS:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def download_tag(open_clip: Any, tag_cfg: Any, arch: str, tag: str) -> Path:
+    """The file of an open_clip pretrained tag (open_clip's cache, or a download); read by essence, not by open_clip."""
+    try:
+        found = open_clip.download_pretrained(tag_cfg)
+    except Exception as exc:  # open_clip wraps hub and urllib errors alike
+        raise WeightsError(f"open_clip could not fetch the weights {arch}/{tag}: {exc}") from None
+    if not found:
+        raise WeightsError(f"open_clip has no download for {arch}/{tag}; give its weights file as weights=.")
+    return Path(found)
 
 
 def load_text(model: torch.nn.Module, state: Mapping[str, torch.Tensor], where: Any) -> None:

@@ -23,6 +23,7 @@ import torch
 
 import essence
 from essence import WeightsError
+from essence.core.files import check_zip_sizes
 
 #: ``format`` in the metadata of files written by :func:`convert`.
 CONVERTED_FORMAT = "essence-clip"
@@ -189,6 +190,7 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         data = path.read_bytes()
         info["sha256"] = hashlib.sha256(data).hexdigest()
         if kind == "zip":
+            check_zip_sizes(path)
             try:
                 archive = zipfile.ZipFile(io.BytesIO(data))
             except zipfile.BadZipFile:
@@ -297,6 +299,7 @@ def infer_architecture(state: dict[str, torch.Tensor], where: Any = "weights") -
 
 def detect(path: str | Path) -> bool:
     """An OpenAI CLIP checkpoint (TorchScript archive or torch.save state dict)? Reads only data.pkl's bytes."""
+    check_zip_sizes(path)
     try:
         if not zipfile.is_zipfile(path):
             return False

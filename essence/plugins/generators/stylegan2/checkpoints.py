@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence import WeightsError
+from essence.core.files import check_zip_sizes
 from essence.plugins.generators.stylegan2.config import Architecture
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
     if len(head) > 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0:
         return "safetensors"
     if head.startswith(b"PK\x03\x04"):
+        check_zip_sizes(path)
         try:
             with zipfile.ZipFile(path) as z:
                 pkl = next((n for n in z.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)

@@ -68,13 +68,33 @@ class Architecture:
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> Architecture:
-        return cls(
-            size=int(meta["size"]),
-            style_dim=int(meta["style_dim"]),
-            n_mlp=int(meta["n_mlp"]),
-            channels={int(r): int(c) for r, c in json.loads(meta["channels"]).items()},
-            conv_clamp=json.loads(meta.get("conv_clamp", "null")),
-        )
+        """The architecture recorded in our safetensors; a missing, malformed or absurd value is a WeightsError
+        (the reader adds the file's name), never a KeyError or a model of a billion channels."""
+        try:
+            size, style_dim, n_mlp = int(meta["size"]), int(meta["style_dim"]), int(meta["n_mlp"])
+            raw = json.loads(meta["channels"])
+            clamp = json.loads(meta.get("conv_clamp", "null"))
+            if not isinstance(raw, dict):
+                raise ValueError("channels is not a table")
+            channels = {int(r): int(c) for r, c in raw.items()}
+        except KeyError as exc:
+            raise essence.WeightsError(f"its architecture metadata lacks {exc.args[0]!r}; convert it again.") from None
+        except (TypeError, ValueError) as exc:
+            raise essence.WeightsError(f"its architecture metadata is malformed ({exc}); convert it again.") from None
+        problems = []
+        if log2_exact(size) is None or not 4 <= size <= 4096:
+            problems.append(f"size {size}")
+        if not 1 <= style_dim <= 8192:
+            problems.append(f"style_dim {style_dim}")
+        if not 1 <= n_mlp <= 64:
+            problems.append(f"n_mlp {n_mlp}")
+        if any(log2_exact(r) is None or not 1 <= c <= 8192 for r, c in channels.items()):
+            problems.append(f"channels {raw}")
+        if clamp is not None and (isinstance(clamp, bool) or not isinstance(clamp, (int, float)) or not 0 < clamp < 1e6):
+            problems.append(f"conv_clamp {clamp!r}")
+        if problems:
+            raise essence.WeightsError(f"its architecture metadata is not a StyleGAN2 ({', '.join(problems)}); convert it again.")
+        return cls(size=size, style_dim=style_dim, n_mlp=n_mlp, channels=channels, conv_clamp=clamp)
 
 
 def header_metadata(path: str) -> dict[str, str] | None:

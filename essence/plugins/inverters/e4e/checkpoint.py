@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from essence import WeightsError
+from essence.core.files import check_zip_sizes
 from essence.plugins.inverters.e4e.model import ENCODER_TYPES, EncoderArch, build_encoder, num_ws_for
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ def sniff(path: str | os.PathLike[str]) -> str | None:
 def detect(path: str | os.PathLike[str]) -> bool:
     """Converter hook: is ``path`` an e4e / pSp checkpoint, or our conversion of one? Reads bytes, unpickles nothing."""
     fmt = sniff(path)
+    check_zip_sizes(path)
     try:
         if fmt == "safetensors":
             from safetensors import safe_open
@@ -110,6 +112,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise WeightsError(f"{path} is not {_OFFICIAL}, nor our safetensors conversion of one.")
     if fmt == "safetensors":
         return _read_safetensors(path)
+    check_zip_sizes(path)
     ckpt = _torch_load(path, mmap=fmt == "torch-zip")
     return from_official(ckpt, where=path, source_format=fmt)
 
@@ -290,6 +293,12 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor
     kind = meta.get("kind")
     if kind not in ("e4e", "psp"):
         raise WeightsError(f"{path}: its metadata names kind {kind!r}, not 'e4e' or 'psp'. Convert it again.")
+    try:
+        opts = json.loads(meta.get("opts", "{}"))
+    except ValueError:
+        opts = None
+    if not isinstance(opts, dict):
+        raise WeightsError(f"{path}: its metadata 'opts' is not a JSON table. Convert it again.")
     latent_avg = state.pop("latent_avg", None)
     arch = check_state_dict(state, kind, path)
     if latent_avg is None or tuple(latent_avg.shape) != (arch.num_ws, arch.w_dim):
@@ -302,7 +311,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], torch.Tensor
         "encoder_type": meta.get("encoder_type", ""),
         "source_format": meta.get("source_format", "?"),
         "start_from_latent_avg": meta.get("start_from_latent_avg", "true") == "true",
-        "opts": json.loads(meta.get("opts", "{}")),
+        "opts": opts,
     }
     return state, latent_avg, info
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 import essence
+from essence.core.files import check_zip_sizes, torch_load
 
 #: LPIPS v0.1's input scaling (its published constants): x -> (x - shift) / scale, per RGB channel.
 SHIFT = (-0.030, -0.088, -0.188)
@@ -110,7 +111,7 @@ def lpips_linear_file() -> Path:
 def load_linear_layers(path: Path) -> dict[str, torch.Tensor]:
     """``lin{k}.model.1.weight`` of an lpips weights file -> our ``lins.{k}.weight``."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch_load(path)
     except Exception as exc:
         raise essence.WeightsError(f"Cannot read LPIPS linear layers {path}: {type(exc).__name__}: {exc}") from None
     out = {}
@@ -164,6 +165,7 @@ def detect_vgg16(path: Path) -> bool:
     (the pickle's bytes are searched, never unpickled)."""
     if not zipfile.is_zipfile(path):
         return False
+    check_zip_sizes(path)
     with zipfile.ZipFile(path) as z:
         pickles = [n for n in z.namelist() if n.endswith("data.pkl")]
         if len(pickles) != 1:
@@ -177,7 +179,7 @@ def convert_vgg16(src: Path, dst: Path) -> dict[str, Any]:
     from safetensors.torch import save_file
 
     try:
-        state = torch.load(src, map_location="cpu", weights_only=True)
+        state = torch_load(src)
     except Exception as exc:
         raise essence.WeightsError(f"Cannot read {src} as a torch checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(state, dict):
