@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.aligners.ffhq",
     "essence.plugins.inverters.projector",
     "essence.plugins.inverters.e4e",
+    "essence.plugins.features",
     "essence.plugins.toy",
 )
 

@@ -64,7 +64,7 @@ class RunFolder:
     """What ``essence eval`` needs from a run folder, whichever method wrote it."""
 
     path: Path
-    method: str  # essence, stylegan-blend, clip-blend
+    method: str  # essence, stylegan-blend, clip-blend, gatys
     config: Any  # RunConfig or BlendConfig
     generator: ComponentSpec
     encoder: ComponentSpec
@@ -197,6 +197,19 @@ def edit_sources(
     raise EssenceError(f"{run.path}: unknown method {run.method!r}.")
 
 
+def gatys_results(run: RunFolder, components: Components, source_images: torch.Tensor) -> torch.Tensor:
+    """The Gatys baseline of a blend folder re-applied to rendered held-out source images."""
+    from essence.workflows.blend import gatys_images
+
+    cfg = run.config
+    features = components.get("features", cfg.features)
+    from essence.core.interfaces import module_device
+
+    device = module_device(features, source_images.device)
+    images, _ = gatys_images(cfg, features, source_images.to(device), run.targets)
+    return images.to(source_images.device)
+
+
 # -- metrics ---------------------------------------------------------------------------------------
 
 
@@ -273,11 +286,17 @@ def evaluate_run(
             encoders.append((judge_label, "judge", components.get("encoder", config.encoder)))
     ws = heldout_latents(generator, settings)
     settings["count"] = int(ws.shape[0])  # a latent file decides its own count
-    results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
     renderer = Renderer(generator, chunk=config.chunk)
+    source_images = renderer.images(ws)
+    if run.method == "gatys":  # pixels: the method edits the rendered sources, there are no result latents
+        results = None
+        result_images = gatys_results(run, components, source_images)
+    else:
+        results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
+        result_images = renderer.images(results)
     ctx = MetricContext(
-        sources=renderer.images(ws),
-        results=renderer.images(results),
+        sources=source_images,
+        results=result_images,
         targets=run.targets,
         target_texts=list(getattr(run.config, "target_text", [])),
         source_ws=ws,
@@ -309,6 +328,8 @@ def evaluate_runs(paths: Sequence[str | Path], config: EvalConfig) -> dict[str, 
     for run in runs:
         components.validate("generator", run.generator)
         components.validate("encoder", run.encoder)
+        if run.method == "gatys":
+            components.validate("features", run.config.features)
         if heldout_settings(run, config)["latents"]:
             check_latent_files([(run.heldout_latents, "Held-out latent file")])
     if config.encoder is not None:
