@@ -146,6 +146,10 @@ class RunConfig(DerivedSeeds, Strict):
     )
     restarts: int = Field(1, ge=1, description="Directions optimised from different random inits.")
     heldout: HeldoutConfig = Field(default_factory=HeldoutConfig)
+    apply_alpha: Union[float, None] = Field(
+        None, description="The strength to apply the direction with, written into its metadata: `essence apply` "
+        "and `eval` use it unless given --alpha (None: 1.0)."
+    )
     seed: int = 0
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1, mps ...")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast of G and C (for CUDA).")
