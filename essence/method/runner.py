@@ -344,7 +344,7 @@ def continue_run(
 
 def _steps_done(engine: TransferOptimizer, cfg: RunConfig) -> int:
     current = engine.search.step_index if engine.search is not None else 0
-    return len(engine.completed) * cfg.steps + current
+    return sum(len(r.trace) for r in engine.completed) + current  # a restart --steps auto ended early did fewer
 
 
 def _drive(
@@ -416,6 +416,7 @@ def write_run_folder(
             "best_loss": _finite(result.best_loss),
             "restart": result.restart,
             "heldout": result.heldout,
+            "apply_alpha": cfg.apply_alpha,
         },
     )
     rows = []
@@ -458,6 +459,7 @@ def write_run_folder(
         "final_loss": trace[-1].loss if trace else None,
         "final": trace[-1].row() if trace else None,
         "heldout": result.heldout,
+        "stopping": next((r.stopping for r in result.restarts if r.restart == result.restart), None),
         "targets": target_report(cfg, engine),
         "restart_results": [
             {
@@ -467,6 +469,8 @@ def write_run_folder(
                 "best_loss": _finite(r.best_loss),
                 "heldout": r.heldout,
                 "status": r.status,
+                "steps_done": len(r.trace),
+                **({"stopping": {k: v for k, v in r.stopping.items() if k != "checks"}} if r.stopping else {}),
             }
             for r in result.restarts
         ],

@@ -39,7 +39,9 @@ DEFAULT_HELDOUT = 8
 class EvalHeldout(Strict):
     count: Union[int, None] = Field(None, ge=1, description="Default: the run's held-out count (8 when it had none).")
     seed: Union[int, None] = Field(None, description="Default: the run's held-out seed.")
-    alpha: Union[float, None] = Field(None, description="Strength of a direction; default: the run's held-out alpha.")
+    alpha: Union[float, None] = Field(
+        None, description="Strength of a direction; default: its apply_alpha (a preset's), else the run's held-out alpha."
+    )
 
 
 class EvalConfig(Strict):
@@ -113,11 +115,13 @@ def open_run(path: str | Path) -> RunFolder:
         raise EssenceError(f"{p} has no direction.safetensors: is it a finished `essence run` folder?")
     cfg = validate_run_config(data)
     h = cfg.heldout
+    direction = load_direction(p / "direction.safetensors")
+    alpha = direction.apply_alpha or cfg.apply_alpha or h.alpha  # the strength the run says to apply it with
     return RunFolder(
         p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder),
         target_images(p, cfg.target) if cfg.target else [],
-        h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=h.alpha,
-        direction=load_direction(p / "direction.safetensors"), status=status,
+        h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=alpha,
+        direction=direction, status=status,
     )
 
 
