@@ -100,8 +100,12 @@ def run_cases(args, methods: set[str]) -> list[dict]:
     judges = wj.load()
 
     rng = np.random.default_rng(args.seed)  # the targets: the same for every seed
-    cases = [(s, "clean") for s in world.sample_sprites(args.targets, rng)]
-    cases += [(s, "sketch") for s in world.sample_sprites(args.ood_targets, rng)]
+    clean = [(s, "clean") for s in world.sample_sprites(args.targets, rng)]
+    sketch = [(s, "sketch") for s in world.sample_sprites(args.ood_targets, rng)]
+    # interleaved (the targets themselves as before), so that a run cut short still holds both domains
+    order = sorted(range(len(clean) + len(sketch)), key=lambda i: (i / len(clean) if i < len(clean) else (i - len(clean) + 0.5) / max(len(sketch), 1)))
+    numbered = list(enumerate(clean + sketch))
+    cases = [numbered[i] for i in order]
     tmp = Path(tempfile.mkdtemp(prefix="essence-quality-"))
     rows: list[dict] = []
     seeds = args.seed_list if args.seed_list is not None else list(range(args.seeds))
@@ -111,7 +115,7 @@ def run_cases(args, methods: set[str]) -> list[dict]:
             source_images = to_uint8(generator.synthesize(heldout))
         j_sources = judged(judges, source_images)
 
-        for k, (target, style) in enumerate(cases):
+        for done_cases, (k, (target, style)) in enumerate(cases):
             path = tmp / f"target_{k:02d}.png"
             Image.fromarray(world.render(target, style)).save(path)
             base = {"seed": s, "target": k, "style": style, **target.essence}
@@ -168,7 +172,9 @@ def run_cases(args, methods: set[str]) -> list[dict]:
 
             mine = [r for r in rows if r["seed"] == s and r["target"] == k and r["main"] and r["method"] != "sources"]
             done = ", ".join(f"{r['method']} {r['essence']:.2f}/{r['identity_px']:.2f}px" for r in mine)
-            print(f"seed {s} target {k + 1}/{len(cases)} ({style}): {done}", flush=True)
+            print(f"seed {s} target {done_cases + 1}/{len(cases)} (#{k}, {style}): {done}", flush=True)
+            if args.out is not None:  # the rows so far: a run cut short keeps what it did
+                args.out.write_text(json.dumps({"args": [{k: str(v) for k, v in vars(args).items()}], "rows": rows, "partial": True}, indent=1))
     return rows
 
 
