@@ -243,6 +243,27 @@ def print_table(summary: dict, reference: dict[str, str]) -> None:
               f"{e['identity_px']:>9.2f} ± {e['identity_px_se']:.2f}{dd:>22}{dp:>18}{e['seconds']:>10.1f}")
 
 
+def markdown_table(summary: dict, reference: dict[str, str]) -> str:
+    """The summary as a Markdown table (docs/method.md)."""
+    lines = [
+        "| targets | method | x | n | essence | identity px | essence − reference (paired) | px − reference (paired) | wins | s/direction |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in summary.items():
+        style, method = name.split("/")
+        ref = reference[style]
+        d = e.get(f"essence_minus_{ref}")
+        dd = "reference" if method == ref else ("" if d is None else f"{d:+.3f} ± {e[f'essence_minus_{ref}_se']:.3f}")
+        dpx = e.get(f"identity_px_minus_{ref}")
+        dp = "" if dpx is None else f"{dpx:+.2f} ± {e[f'identity_px_minus_{ref}_se']:.2f}"
+        wins = f"{e['essence_wins']}/{e['paired_n']}" if "essence_wins" in e else ""
+        lines.append(
+            f"| {style} | {method} | {e['x']:g} | {e['n']} | {e['essence']:.3f} ± {e['essence_se']:.3f} | "
+            f"{e['identity_px']:.2f} ± {e['identity_px_se']:.2f} | {dd} | {dp} | {wins} | {e['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def plot(summary: dict, path: Path) -> None:
     """One PNG: essence adopted vs identity error, a curve per method, one panel per domain."""
     import matplotlib
@@ -292,6 +313,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--merge", nargs="+", type=Path, default=None, help="summarise these result files instead of running")
     p.add_argument("--plot", type=Path, default=None, help="write the curves here (PNG)")
+    p.add_argument("--table", type=Path, default=None, help="write the table here (Markdown)")
     p.add_argument("--out", type=Path, default=Path("quality.json"))
     args = p.parse_args(argv)
     methods = {"sources", *(m.strip() for m in args.methods.split(","))}
@@ -324,6 +346,8 @@ def main(argv=None) -> int:
     args.out.write_text(json.dumps({"args": run_args, "reference": reference, "summary": summary, "rows": rows}, indent=1))
     if args.plot:
         plot(summary, args.plot)
+    if args.table:
+        args.table.write_text(markdown_table(summary, reference))
     print(f"\n'essence': share of the target's essence values adopted (judged); 'identity px': mean |moved| of x, y,"
           f" size vs the source, in pixels; ± one standard error over targets x seeds; 'paired': the mean and SE of"
           f" the per-(target, seed) difference against the reference ({reference['clean']} for clean targets,"
