@@ -96,6 +96,11 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     enc_reg = registry.get("encoder", config.encoder.name)
     for name, spec in config.loss_weights().items():
         registry.get("loss", name).validate(**spec.config)
+    if config.init.mode == "target" and not config.target:
+        raise EssenceError(
+            "init 'target' starts b at the inverted target image, and this run has only text targets: use --init zeros "
+            "(or --preset essence-ood), or give --target IMAGE."
+        )
     if config.init.mode == "target" and config.restarts > 1:
         raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
     if config.sources.photos or config.init.mode == "target":
