@@ -186,7 +186,8 @@ def mean_se(values) -> tuple[float, float]:
 
 def summarise(rows: list[dict], reference: dict[str, str], alphas: dict[str, float]) -> dict:
     """Means with SEs per (domain, method, x), and paired differences against each domain's reference at its
-    main point. ``alphas``: method -> the alpha its main row uses (a preset's apply_alpha)."""
+    main point (alpha 1, blend weight 0.5). ``alphas``: method -> its preset's apply_alpha; a preset whose
+    apply_alpha is not 1 gets a second row, ``method@alpha``, at that strength."""
     def key(r):
         return (r["seed"], r["target"])
 
@@ -197,12 +198,17 @@ def summarise(rows: list[dict], reference: dict[str, str], alphas: dict[str, flo
             continue
         ref = reference[style]
 
-        def main_rows(method: str) -> dict:
-            x = alphas.get(method, MAIN.get(method, 1.0))
+        def main_rows(method: str, x: float | None = None) -> dict:
+            x = MAIN.get(method, 1.0) if x is None else x
             return {key(r): r for r in sel if r["method"] == method and math.isclose(r["x"], x)}
 
         ref_rows = main_rows(ref)
+        names = []
         for method in dict.fromkeys(r["method"] for r in sel):
+            names.append((method, method, None))
+            if method in alphas and not math.isclose(alphas[method], 1.0):
+                names.append((f"{method}@{alphas[method]:g}", method, alphas[method]))
+        for label, method, at in names:
             points = sorted({r["x"] for r in sel if r["method"] == method})
             curve = []
             for x in points:
@@ -211,7 +217,7 @@ def summarise(rows: list[dict], reference: dict[str, str], alphas: dict[str, flo
                 for m in ("essence", "identity_px"):
                     entry[m], entry[m + "_se"] = mean_se([r[m] for r in pts])
                 curve.append(entry)
-            mine = main_rows(method)
+            mine = main_rows(method, at)
             if not mine:
                 continue
             x = next(iter(mine.values()))["x"]
@@ -219,13 +225,13 @@ def summarise(rows: list[dict], reference: dict[str, str], alphas: dict[str, flo
             for m in METRICS:
                 entry[m], entry[m + "_se"] = mean_se([r[m] for r in mine.values()])
             common = sorted(set(mine) & set(ref_rows))
-            if common and method != ref:
+            if common and label != ref:
                 for m in ("essence", "identity_px", "seconds"):
                     d, se = mean_se([mine[c][m] - ref_rows[c][m] for c in common])
                     entry[f"{m}_minus_{ref}"], entry[f"{m}_minus_{ref}_se"] = d, se
                 entry["paired_n"] = len(common)
                 entry["essence_wins"] = int(sum(mine[c]["essence"] > ref_rows[c]["essence"] for c in common))
-            summary[f"{style}/{method}"] = {**entry, "curve": curve}
+            summary[f"{style}/{label}"] = {**entry, "curve": curve if at is None else []}
     return summary
 
 
@@ -279,6 +285,8 @@ def plot(summary: dict, path: Path) -> None:
                 continue
             method = name.split("/")[1]
             c = e["curve"]
+            if not c:
+                continue
             xs, ys = [p["identity_px"] for p in c], [p["essence"] for p in c]
             line = ax.errorbar(xs, ys, yerr=[p["essence_se"] for p in c], xerr=[p["identity_px_se"] for p in c],
                                marker="o", ms=4, capsize=2, label=method, lw=1.2)
@@ -339,7 +347,7 @@ def main(argv=None) -> int:
     if reference["sketch"] not in present:
         reference["sketch"] = "paper-ood"
     alphas = {m: validate_run_config(m).apply_alpha or 1.0 for m in PRESETS if m in present}
-    alphas = {m: a if any(r["method"] == m and math.isclose(r["x"], a) for r in rows) else 1.0 for m, a in alphas.items()}
+    alphas = {m: a for m, a in alphas.items() if any(r["method"] == m and math.isclose(r["x"], a) for r in rows)}
     summary = summarise(rows, reference, alphas)
     print()
     print_table(summary, reference)

@@ -36,6 +36,7 @@ def test_our_presets_carry_the_benchmarks_choices():
     assert (eood.sources.count, eood.init.mode, eood.steps) == (32, "zeros", 200)
     assert (ein.weight_decay, ein.loss_weight("consistency")) == (0.007, 0.7)  # the paper's in-domain terms
     assert (eood.weight_decay, eood.loss_weight("consistency")) == (0.001, 0.6)  # and its out-of-domain ones
+    assert ein.apply_alpha == 1.2 and eood.apply_alpha is None
     assert validate_run_config("paper").apply_alpha is None  # the paper presets stay as the paper has them
 
 
