@@ -64,6 +64,13 @@ def _params(module: Any) -> str:
         return "?"
 
 
+def _peak_rss_gib() -> float:
+    """The process's peak resident set size so far (Linux reports ru_maxrss in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generator", required=True)
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--chunk", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's).")
+    parser.add_argument(
+        "--no-breakdown", action="store_true", help="Skip the instrumented step (it renders all N images in one "
+        "unchunked pass, so with --chunk it would dominate the peak memory)."
+    )
     parser.add_argument(
         "--pack", type=int, default=1, help="Time steps of K directions at once (essence batch --pack K): one "
         "batch of K x N images; prints directions per second. The breakdown is of one direction."
@@ -139,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.precision == "bf16"
         else torch.autocast(device_type=device.type, enabled=False)
     )
-    for _ in range(args.steps):
+    rss_after_steps = _peak_rss_gib()
+    for _ in range(0 if args.no_breakdown else args.steps):
         ws = search.shifted_ws()
         _sync(device)
         t0 = time.perf_counter()
@@ -171,11 +183,13 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"{'part':<26}{'best s':>10}{'median s':>10}")
     for name, values in parts.items():
-        print(f"{name:<26}{min(values):>10.4f}{statistics.median(values):>10.4f}")
+        if values:
+            print(f"{name:<26}{min(values):>10.4f}{statistics.median(values):>10.4f}")
     print(f"{'engine step (total)':<26}{best:>10.4f}{median:>10.4f}")
     print(f"{'steps/s':<26}{1 / best:>10.2f}{1 / median:>10.2f}")
     if args.pack > 1:
         print(f"{'directions x steps/s':<26}{args.pack / best:>10.2f}{args.pack / median:>10.2f}  (--pack {args.pack})")
+    print(f"peak RSS after the engine steps: {rss_after_steps:.2f} GiB (whole process, ru_maxrss)")
     if device.type == "cuda":
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
 

@@ -228,6 +228,29 @@ def check_inverter(inverter: Inverter, generator: Generator | None = None, n: in
     assert torch.allclose(ws, inverter.invert(images, generator), atol=1e-4), "invert is not deterministic"
 
 
+def check_features(net: Any, size: int = 32, n: int = 2) -> None:
+    """A feature network maps images in [-1, 1] of any size to finite feature maps, differentiably, the same
+    twice; its style and content layers index that list."""
+    import torch
+
+    from essence.core.interfaces import FeatureNet
+
+    assert isinstance(net, FeatureNet), f"{type(net).__name__} does not implement essence.FeatureNet"
+    for s in (size, size * 2):
+        images = (torch.rand(n, 3, s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1).requires_grad_(True)
+        maps = net.features(images)
+        assert isinstance(maps, list) and maps, "features must return a non-empty list of maps"
+        for m in maps:
+            assert m.ndim == 4 and m.shape[0] == n, f"a feature map is {tuple(m.shape)}, expected (n, c, h, w)"
+            assert torch.isfinite(m).all(), "features returned non-finite values"
+        again = net.features(images.detach())
+        assert all(torch.allclose(a.detach(), b, atol=1e-5) for a, b in zip(maps, again)), "features are not deterministic"
+        sum(m.float().mean() for m in maps).backward()
+        assert images.grad is not None and torch.isfinite(images.grad).all(), "features are not differentiable"
+    layers = (*net.style_layers, *net.content_layers)
+    assert layers and all(0 <= i < len(maps) for i in layers), f"style/content layers {layers} outside the {len(maps)} maps"
+
+
 def check_component(registration: Any) -> Any:
     """Build a registration at its tiny config and run the check for its kind; returns the instance."""
     assert registration.tiny is not None, (
@@ -241,6 +264,7 @@ def check_component(registration: Any) -> Any:
         "metric": check_metric,
         "aligner": check_aligner,
         "inverter": check_inverter,
+        "features": check_features,
     }
     if registration.kind == "loss":
         check_loss(component, needs=registration.needs)

@@ -111,7 +111,7 @@ def _wrong_shape(tmp_path):
 
 
 BAD = {
-    "unknown method": (["-m", "clap"], "Input should be 'stylegan' or 'clip'"),
+    "unknown method": (["-m", "clap"], "Input should be 'stylegan', 'clip' or 'gatys'"),
     "no target": ([], "No target: pass --target IMAGE or --target-latent FILE"),
     "steps for the stylegan blend": (["-m", "stylegan", "-t", "T", "--steps", 3], "--steps and --lr are for --method clip"),
     "missing target latent": (["--target-latent", "missing.pt"], "Target latent file not found"),

@@ -16,7 +16,8 @@ def test_list_json_shows_the_paper_losses(cli):
     result = cli("list", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert set(data) == {"generators", "encoders", "losses", "metrics", "aligners", "inverters"}
+    assert set(data) == {"generators", "encoders", "losses", "metrics", "aligners", "inverters", "features"}
+    assert {"vgg19", "toy-clip-features"} <= {row["name"] for row in data["features"]}
     losses = {row["name"]: row for row in data["losses"]}
     assert {"transfer", "consistency"} <= set(losses)
     assert set(losses["transfer"]) == {"name", "aliases", "plugin", "description"}

@@ -1,4 +1,4 @@
-"""`essence compare`: ours and both baselines on the same sources, Figure 1 and the metrics table."""
+"""`essence compare`: ours and the three baselines on the same sources, Figure 1 and the metrics table."""
 
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ def invoke(*args):
 def compare(target, out, *extra):
     return invoke(
         "compare", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target, "--sources", 3, "--steps", 8, "--heldout", 3,
-        "--set", "blend.steps=5", "--set", "blend.inversion.inverter.config.steps=5", "-o", out, *extra,
+        "--set", "blend.steps=5", "--set", "blend.inversion.inverter.config.steps=5", "--features", "vgg19",
+        "--set", "blend.features.config.weights=random", "--set", "blend.features.config.width=0.0625",
+        "--set", "blend.features.config.resolution=32", "-o", out, *extra,
     )
 
 
-def test_compare_writes_three_runs_the_figure_and_the_metrics(doubles, target_file, tmp_path):
+def test_compare_writes_four_runs_the_figure_and_the_metrics(doubles, target_file, tmp_path):
     out = tmp_path / "cmp"
     result = compare(target_file, out, "--judge", "tiny-enc", "--set", "judge.config.seed=1")
     assert result.exit_code == 0, result.output
@@ -33,6 +35,8 @@ def test_compare_writes_three_runs_the_figure_and_the_metrics(doubles, target_fi
     assert (out / "essence" / "direction.safetensors").is_file()
     for name in ("stylegan-blend", "clip-blend"):
         assert (out / name / "results.safetensors").is_file()
+    assert (out / "gatys" / "images" / "result_02.png").is_file()  # pixels: no result latents
+    assert not (out / "gatys" / "results.safetensors").exists()
     # the same sources for all three
     ours = essence.load_latents(out / "stylegan-blend" / "sources.safetensors")
     assert essence.load_latents(out / "clip-blend" / "sources.safetensors").equal(ours)
@@ -41,28 +45,32 @@ def test_compare_writes_three_runs_the_figure_and_the_metrics(doubles, target_fi
         np.asarray(Image.open(out / "clip-blend" / "images" / "source_00.png")),
     )
     report = json.loads((out / "metrics.json").read_text())
-    assert [r["label"] for r in report["runs"]] == ["essence", "stylegan-blend", "clip-blend"]
+    assert [r["label"] for r in report["runs"]] == ["essence", "stylegan-blend", "clip-blend", "gatys"]
     sources = {tuple(r["heldout"][k] for k in ("count", "seed", "truncation", "latents")) for r in report["runs"]}
-    assert len(sources) == 1  # judged on identical held-out sources
+    assert len(sources) == 1  # all four judged on identical held-out sources
     assert report["judge"] == "tiny-enc (seed=1)"
     table = (out / "metrics.md").read_text().splitlines()
-    assert "| metric | encoder | essence (n=3) | stylegan-blend (n=3) | clip-blend (n=3) |" in table
+    assert "| metric | encoder | essence (n=3) | stylegan-blend (n=3) | clip-blend (n=3) | gatys (n=3) |" in table
     assert sum(line.startswith("| target-similarity") for line in table) == 2  # the run's own encoder and the judge
 
     # Figure 1: the target and 3 sources on the top row, then one row per method
     tile, gap, label = 96, 4, 14
     figure = Image.open(out / "figure.png")
-    assert figure.size == (4 * tile + 5 * gap, label + gap + 4 * (tile + gap))
+    assert figure.size == (4 * tile + 5 * gap, label + gap + 5 * (tile + gap))  # the fifth row: Gatys
     cell = np.asarray(figure)[label + gap + tile + gap : label + gap + 2 * tile + gap, gap + tile + gap : gap + 2 * tile + gap]
     result_00 = Image.open(out / "essence" / "images" / "result_00.png").resize((tile, tile), Image.Resampling.NEAREST)
     assert np.array_equal(cell, np.asarray(result_00))  # row 1 (ours), column 1 (the first source)
+    top = label + gap + 4 * (tile + gap)
+    cell = np.asarray(figure)[top : top + tile, gap + tile + gap : gap + 2 * tile + gap]
+    gatys_00 = Image.open(out / "gatys" / "images" / "result_00.png").resize((tile, tile), Image.Resampling.NEAREST)
+    assert np.array_equal(cell, np.asarray(gatys_00))  # row 4 (Gatys)
 
 
 def test_compare_json(doubles, target_file, tmp_path):
     result = compare(target_file, tmp_path / "cmp", "--json", "-q")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert len(report["runs"]) == 3 and report["judge"] is None
+    assert len(report["runs"]) == 4 and report["judge"] is None
 
 
 BAD = {
@@ -72,6 +80,7 @@ BAD = {
     "missing target latent": (["--target-latent", "nope.pt"], "Target latent file not found"),
     "judge renamed by --set": (["--judge", "tiny-enc", "--set", "judge.name=nope"], "Unknown encoder 'nope'"),
     "existing file as output": (["-o", "target.png"], "is a file"),
+    "unknown feature network": (["--features", "vgg91"], "Did you mean 'vgg19'?"),
 }
 
 

@@ -27,7 +27,17 @@ def test_presets_carry_the_papers_and_the_official_settings():
     assert tc.coefficient_lr == tc.lr == 0.2 and tc.coefficients.weight_decay == 0.01
     assert tc.best == "post-update"
     assert tc.encoder.config == {"normalize": False, "resample": "area"}
-    assert set(list_presets()) == {"paper", "paper-ood", "targetclip"}
+    assert set(list_presets()) == {"paper", "paper-ood", "targetclip", "essence-in", "essence-ood"}
+
+
+def test_our_presets_carry_the_benchmarks_choices():
+    ein, eood = validate_run_config("essence-in"), validate_run_config("essence-ood")
+    assert (ein.sources.count, ein.init.mode, ein.steps) == (32, "target", 100)
+    assert (eood.sources.count, eood.init.mode, eood.steps) == (32, "zeros", 200)
+    assert (ein.weight_decay, ein.loss_weight("consistency")) == (0.007, 0.7)  # the paper's in-domain terms
+    assert (eood.weight_decay, eood.loss_weight("consistency")) == (0.001, 0.6)  # and its out-of-domain ones
+    assert ein.apply_alpha == 1.2 and eood.apply_alpha is None
+    assert validate_run_config("paper").apply_alpha is None  # the paper presets stay as the paper has them
 
 
 def test_defaults_fix_the_official_quirks():

@@ -41,7 +41,7 @@ def sources_option(
 def _apply(
     *,
     command: str,
-    alphas: list[float],
+    alphas: list[float] | None,
     direction: str,
     generator: Optional[str],
     sources: Optional[list[str]],
@@ -84,7 +84,7 @@ def _apply(
     finally:
         display.stop()
     if not quiet:
-        alphas_text = ", ".join(f"{a:g}" for a in config.alphas)
+        alphas_text = ", ".join(f"{a:g}" for a in outcome.record["alphas"])
         typer.echo(
             f"Grid: {outcome.grid} ({outcome.rows} sources x {outcome.cols} alphas [{alphas_text}], "
             f"{outcome.tile} px tiles); images in {outcome.out / 'images'}"
@@ -115,7 +115,10 @@ _QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing.")
 
 def apply_command(
     direction: str = _DIRECTION,
-    alpha: str = typer.Option("0,1", "--alpha", "-a", help="Strengths, comma-separated: G(w + alpha b); 0 is the source."),
+    alpha: Optional[str] = typer.Option(
+        None, "--alpha", "-a", help="Strengths, comma-separated: G(w + alpha b); 0 is the source (default: 0 and the "
+        "direction's apply_alpha, 1 without one)."
+    ),
     generator: Optional[str] = _GENERATOR,
     sources: Optional[list[str]] = _SOURCES,
     latents: Optional[Path] = _LATENTS,
@@ -134,7 +137,7 @@ def apply_command(
     from essence.workflows.apply import parse_alphas
 
     _apply(
-        command="apply", alphas=parse_alphas(alpha), direction=direction, generator=generator, sources=sources,
+        command="apply", alphas=parse_alphas(alpha) if alpha is not None else None, direction=direction, generator=generator, sources=sources,
         latents=latents, photos=photos, seed=seed, truncation=truncation, out=out, tile=tile, device=device, chunk=chunk,
         sets=sets, overwrite=overwrite, quiet=quiet,
     )

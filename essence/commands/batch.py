@@ -77,7 +77,7 @@ def batch_command(
     generator: Optional[str] = GENERATOR,
     encoder: Optional[str] = ENCODER,
     preset: Optional[str] = PRESET,
-    steps: Optional[int] = STEPS,
+    steps: Optional[str] = STEPS,
     sources: Optional[list[str]] = SOURCES,
     seed: Optional[int] = SEED,
     config: Optional[Path] = CONFIG,

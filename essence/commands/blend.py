@@ -1,4 +1,4 @@
-"""``essence blend``: the paper's baselines (StyleGAN blend, CLIP blend), written as run folders."""
+"""``essence blend``: the paper's baselines (StyleGAN blend, CLIP blend, Gatys), written as run folders."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from essence.core.errors import EssenceError
 
 
 def blend_command(
-    method: str = typer.Option(..., "--method", "-m", help="stylegan (average the latents) or clip (average the embeddings)."),
+    method: str = typer.Option(..., "--method", "-m", help="stylegan (average the latents), clip (average the embeddings) or gatys (style transfer of the source pixels)."),
     generator: Optional[str] = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators)."),
     encoder: Optional[str] = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders)."),
     target: Optional[list[str]] = typer.Option(None, "--target", "-t", help="Target image; repeat for several."),
@@ -22,8 +22,11 @@ def blend_command(
     sources: Optional[str] = typer.Option(None, "--sources", help="A number of random sources (default 6), or a latent file."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sources and held-out sources (as `essence run`)."),
     weight: Optional[float] = typer.Option(None, "--weight", help="How far towards the target (default 0.5: the average)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="CLIP blend: optimisation steps per source (default 200)."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="CLIP blend: Adam's learning rate (default 0.05)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="CLIP blend, Gatys: optimisation steps per source (default 200)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="CLIP blend, Gatys: Adam's learning rate (default 0.05)."),
+    features: Optional[str] = typer.Option(
+        None, "--features", help="Gatys: the feature network (default vgg19; the toy world: toy-clip-features)."
+    ),
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources `essence eval` will judge on (default 8)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="Most images per pass, when memory is short."),
@@ -43,9 +46,11 @@ def blend_command(
 
     if method == "stylegan" and (steps is not None or lr is not None):
         raise EssenceError(
-            "--steps and --lr are for --method clip; the target's inversion takes --set inversion.inverter=NAME "
+            "--steps and --lr are for --method clip or gatys; the target's inversion takes --set inversion.inverter=NAME "
             "and --set inversion.inverter.config.steps=N."
         )
+    if features is not None and method != "gatys":
+        raise EssenceError("--features is for --method gatys (the network whose Gram matrices it matches).")
     options: dict[str, Any] = {
         "method": method,
         "generator": {"name": generator} if generator else None,
@@ -57,6 +62,7 @@ def blend_command(
         "weight": weight,
         "steps": steps,
         "lr": lr,
+        "features": {"name": features} if features else None,
         "heldout": {"count": heldout} if heldout is not None else None,
         "device": device,
         "chunk": chunk,

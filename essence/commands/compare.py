@@ -1,4 +1,4 @@
-"""``essence compare``: ours, the StyleGAN blend and the CLIP blend on the same target and sources."""
+"""``essence compare``: ours, the StyleGAN blend, the CLIP blend and Gatys on the same target and sources."""
 
 from __future__ import annotations
 
@@ -27,10 +27,13 @@ def compare_command(
         None, "--preset", "-p", help="Preset of our run: paper (default), paper-ood, targetclip."
     ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps of our run."),
-    heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources the three are judged on (default 8)."),
+    heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources the four are judged on (default 8)."),
+    features: Optional[str] = typer.Option(
+        None, "--features", help="Gatys's feature network (default vgg19; the toy world: toy-clip-features)."
+    ),
     judge: Optional[str] = typer.Option(None, "--judge", help="A second, judging encoder for the metrics (e.g. clip-rn50)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder (three run folders, figure.png, metrics.json).", parser=out_folder),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (four run folders, figure.png, metrics.json).", parser=out_folder),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json) for our run."),
     sets: Optional[list[str]] = typer.Option(
         None, "--set", "-s",
@@ -48,6 +51,8 @@ def compare_command(
     from essence.method.runconfig import build_run_config
 
     run_sets, blend_sets, judge_sets = split_sets(list(sets or ()))
+    if features:
+        blend_sets.insert(0, f"features.name={features}")
     options: dict[str, Any] = {
         "preset": preset,
         "generator": {"name": generator} if generator else None,
@@ -80,7 +85,7 @@ def compare_command(
             run_callbacks={"callback": run_display.step, "on_start": run_display.start, "notify": run_display.note},
             notify=note,
             progress=blend_display.update,
-            judged=blend_display.counter("judging", "judging the 3 methods"),
+            judged=blend_display.counter("judging", "judging the 4 methods"),
         )
     finally:
         run_display.stop()

@@ -18,7 +18,7 @@ def eval_command(
     ),
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources (default: the run's count, 8 if none)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the held-out sources (default: the run's held-out seed)."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Strength of a direction (default: the run's held-out alpha)."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Strength of a direction (default: its apply_alpha, else the run's held-out alpha)."),
     metric: Optional[list[str]] = typer.Option(None, "--metric", "-m", help="A metric to compute; repeat (default: all)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, mps ..."),
     chunk: Optional[int] = typer.Option(None, "--chunk", help="Most images per pass (default 8)."),

@@ -23,7 +23,10 @@ EXIT_INTERRUPTED = 130
 GENERATOR = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators).")
 ENCODER = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders).")
 PRESET = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip.")
-STEPS = typer.Option(None, "--steps", help="Optimisation steps per restart.")
+STEPS = typer.Option(
+    None, "--steps", help="Optimisation steps per restart, or 'auto': stop when the held-out loss stops improving "
+    "(at most auto_stop.max_steps, 1000; see docs/method.md)."
+)
 SOURCES = typer.Option(
     None, "--sources", help="A number of random sources, a latent file (N, num_ws, w_dim), or photos (aligned and inverted)."
 )
@@ -42,13 +45,28 @@ COMPILE = typer.Option(None, "--compile/--no-compile", help="torch.compile the r
 CHECKPOINT_EVERY = typer.Option(None, "--checkpoint-every", help="Write a checkpoint every K steps.")
 
 
+def steps_value(text: str | None) -> int | str | None:
+    """``--steps``: a positive number or ``auto``."""
+    if text is None:
+        return None
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        steps = int(text)
+    except ValueError:
+        raise EssenceError(f"--steps {text!r}: give a number of steps, or 'auto' to stop on the held-out check.") from None
+    if steps < 1:
+        raise EssenceError(f"--steps {text!r}: give at least 1 step, or 'auto'.")
+    return steps
+
+
 def settings_layer(**options: Any) -> dict[str, Any]:
     """The command-line layer of a run config from the shared options (None: not given)."""
     layer: dict[str, Any] = {
         "preset": options.get("preset"),
         "generator": {"name": options["generator"]} if options.get("generator") else None,
         "encoder": {"name": options["encoder"]} if options.get("encoder") else None,
-        "steps": options.get("steps"),
+        "steps": steps_value(options.get("steps")),
         "seed": options.get("seed"),
         "init": options.get("init"),
         "restarts": options.get("restarts"),
@@ -76,7 +94,7 @@ def run_command(
         None, "--target-weights", help="One weight per target, images first, then texts: 1,0.5 (default: equal)."
     ),
     preset: Optional[str] = PRESET,
-    steps: Optional[int] = STEPS,
+    steps: Optional[str] = STEPS,
     sources: Optional[list[str]] = SOURCES,
     seed: Optional[int] = SEED,
     out: Optional[Path] = typer.Option(

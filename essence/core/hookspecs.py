@@ -63,6 +63,12 @@ def register_inverters(register: Any) -> None:
 
 
 @hookspec
+def register_features(register: Any) -> None:
+    """Register feature networks (images -> feature maps, see :class:`essence.FeatureNet`), read by the
+    Gatys baseline's style and content terms. Same ``register`` as above."""
+
+
+@hookspec
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the ``essence`` CLI: ``@app.command()`` or ``app.add_typer(...)``."""
 

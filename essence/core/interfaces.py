@@ -308,6 +308,21 @@ class Inverter(abc.ABC):
     def invert(self, images: torch.Tensor, generator: Generator, *, callback: Any = None) -> torch.Tensor: ...
 
 
+class FeatureNet(abc.ABC):
+    """Images -> the feature maps a style or content loss reads (Gatys et al.): ``features(images)`` with
+    images ``(n, 3, H, W)`` in [-1, 1] (any size; the net resizes and normalises them itself) returns a list
+    of ``(n, c_i, h_i, w_i)`` maps, differentiable, shallowest first. ``style_layers`` / ``content_layers``:
+    indices into that list the Gatys baseline matches Gram matrices at / keeps close to the source at.
+    """
+
+    style_layers: tuple[int, ...] = (0, 1, 2, 3, 4)
+    content_layers: tuple[int, ...] = (3,)
+    weights_id: str = "unknown"
+
+    @abc.abstractmethod
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]: ...
+
+
 def module_device(component: Any, default: Any = "cpu") -> Any:
     """Where a component's tensors live: its ``device``, else its first parameter's or buffer's, else ``default``."""
     device = getattr(component, "device", None)

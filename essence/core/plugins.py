@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "essence.plugins.aligners.ffhq",
     "essence.plugins.inverters.projector",
     "essence.plugins.inverters.e4e",
+    "essence.plugins.features",
     "essence.plugins.toy",
 )
 

@@ -23,11 +23,12 @@ KINDS: dict[str, str] = {
     "metric": "register_metrics",
     "aligner": "register_aligners",
     "inverter": "register_inverters",
+    "features": "register_features",
 }
 
 
 def plural(kind: str) -> str:
-    return "losses" if kind == "loss" else f"{kind}s"
+    return "losses" if kind == "loss" else kind if kind.endswith("s") else f"{kind}s"
 
 
 def normalize_kind(kind: str) -> str:
@@ -231,6 +232,11 @@ def get_aligner(name: str, **config: Any) -> Any:
 def get_inverter(name: str, **config: Any) -> Any:
     """Build the inverter registered as ``name`` (or an alias) with ``config`` overrides."""
     return get_registry().create("inverter", name, **config)
+
+
+def get_features(name: str, **config: Any) -> Any:
+    """Build the feature network registered as ``name`` (or an alias) with ``config`` overrides."""
+    return get_registry().create("features", name, **config)
 
 
 def list_components(kind: str | None = None) -> dict[str, list[Registration]]:

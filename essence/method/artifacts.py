@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -170,6 +171,16 @@ class Direction:
     @property
     def w_dim(self) -> int:
         return int(self.b.shape[1])
+
+    @property
+    def apply_alpha(self) -> float | None:
+        """The strength its run recorded to apply it with (a preset's ``apply_alpha``), or None."""
+        value = self.metadata.get("apply_alpha")
+        try:
+            value = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+        return value if value is not None and math.isfinite(value) else None
 
     def check_fits(self, generator: Any, source: str = "The direction") -> None:
         """Refuse a direction made for a generator with another W+ shape."""

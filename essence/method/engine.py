@@ -112,6 +112,8 @@ class RestartResult:
     heldout: dict[str, Any] | None = None
     status: str = "completed"
     init_seed: int | None = None
+    #: With ``--steps auto``: steps done, why it stopped, the held-out checks (step, loss).
+    stopping: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         state = {k: v for k, v in asdict(self).items() if k != "trace"}
@@ -363,6 +365,11 @@ class DirectionSearch:
         self.trace: list[TraceRecord] = []
         #: True while parameters are being updated: an interrupt then leaves no consistent checkpoint.
         self.updating = False
+        #: ``--steps auto``: the held-out checks so far [(step, loss)], the best one, checks since it, and why it stopped.
+        self.checks: list[tuple[int, float]] = []
+        self.best_check = math.inf
+        self.stale_checks = 0
+        self.stop_reason: str | None = None
 
     def _coefficient_adam(self) -> torch.optim.Optimizer:
         import torch
@@ -377,7 +384,34 @@ class DirectionSearch:
 
     @property
     def done(self) -> bool:
-        return self.step_index >= self.config.steps
+        return self.stop_reason is not None or self.step_index >= self.config.steps
+
+    def auto_stop_check(self, loss: float) -> None:
+        """Book one held-out check of ``--steps auto``; stop when ``patience`` checks brought no improvement."""
+        rule = self.config.auto_stop
+        self.checks.append((self.step_index, loss))
+        if loss < self.best_check * (1 - rule.min_delta) or not math.isfinite(self.best_check):
+            self.best_check, self.stale_checks = loss, 0
+        else:
+            self.stale_checks += 1
+        if self.stale_checks >= rule.patience:
+            self.stop_reason = (
+                f"held-out loss not improved by {rule.min_delta:g} (relative) in {rule.patience} checks of every "
+                f"{rule.every} steps"
+            )
+
+    def stopping(self) -> dict[str, Any] | None:
+        if not self.config.auto_stop.enabled:
+            return None
+        reason = self.stop_reason or (f"reached the most steps ({self.config.steps})" if self.step_index >= self.config.steps else "not finished")
+        return {
+            "rule": self.config.auto_stop.model_dump(mode="json"),
+            "steps_done": self.step_index,
+            "stopped_early": self.stop_reason is not None,
+            "reason": reason,
+            "best_heldout_loss": self.best_check if math.isfinite(self.best_check) else None,
+            "checks": [[s, v] for s, v in self.checks],
+        }
 
     def shifted_ws(self) -> torch.Tensor:
         """w_s + c_s b for every source (c_s = 1 without coefficients)."""
@@ -495,6 +529,8 @@ class DirectionSearch:
             "best_loss": self.best_loss,
             "best_step": self.best_step,
             "trace": [asdict(r) for r in self.trace],
+            "auto_stop": {"checks": [list(c) for c in self.checks], "best": self.best_check, "stale": self.stale_checks,
+                          "reason": self.stop_reason},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -514,6 +550,11 @@ class DirectionSearch:
         self.best_loss = float(state["best_loss"])
         self.best_step = int(state["best_step"])
         self.trace = [TraceRecord(**r) for r in state["trace"]]
+        auto = state.get("auto_stop") or {}
+        self.checks = [(int(s), float(v)) for s, v in auto.get("checks", [])]
+        self.best_check = float(auto.get("best", math.inf))
+        self.stale_checks = int(auto.get("stale", 0))
+        self.stop_reason = auto.get("reason")
 
 
 def step_together(renderer: Renderer, searches: Sequence[DirectionSearch]) -> list[TraceRecord | NonFiniteError]:
@@ -867,6 +908,13 @@ class TransferOptimizer:
             return
         self.step_seconds += seconds
         self.steps_run += 1
+        rule = self.config.auto_stop
+        if rule.enabled and self.heldout_ws is not None and s.step_index % rule.every == 0 and not s.done:
+            report = evaluate_direction(
+                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha,
+                target_weights=self.target_weights,
+            )
+            s.auto_stop_check(float(report["loss"]))
         if self.callback is not None:
             self.callback(
                 StepEvent(
@@ -902,6 +950,7 @@ class TransferOptimizer:
             heldout=heldout,
             status=status,
             init_seed=s.init_seed,
+            stopping=s.stopping(),
         )
 
     def result(self) -> TransferResult:

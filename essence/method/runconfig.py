@@ -98,10 +98,31 @@ class HeldoutConfig(Strict):
     alpha: float = Field(1.0, description="Strength of the direction on held-out sources: G(w + alpha b).")
 
 
+class AutoStopConfig(Strict):
+    """``--steps auto``: stop a restart when its held-out loss has not improved for a while.
+
+    Every ``every`` steps the held-out loss of the best direction so far is computed; a check improves when
+    it is below the best check by more than ``min_delta`` (relative); after ``patience`` checks without
+    improvement the restart ends (``steps`` is then the most it may take). Needs held-out sources."""
+
+    enabled: bool = Field(False, description="Stop on the held-out check (`--steps auto`); steps is then the maximum.")
+    every: int = Field(10, ge=1, description="Steps between held-out checks.")
+    patience: int = Field(3, ge=1, description="Checks without improvement before the restart stops.")
+    min_delta: float = Field(0.002, ge=0, description="Relative improvement of the held-out loss that counts.")
+    max_steps: int = Field(1000, ge=1, description="The steps `--steps auto` allows at most.")
+
+    @classmethod
+    def shorthand(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+
 class LossSpec(Strict):
     weight: float
     config: dict[str, Any] = Field(default_factory=dict)
 
+
+#: The preset of a run that names none (docs/method.md says why).
+DEFAULT_PRESET = "paper"
 
 #: Under every preset, so that a preset's or a user's component config keeps a name.
 DEFAULT_COMPONENTS: dict[str, Any] = {"generator": {"name": "stylegan2-ffhq"}, "encoder": {"name": "clip-vitb32"}}
@@ -110,7 +131,9 @@ DEFAULT_COMPONENTS: dict[str, Any] = {"generator": {"name": "stylegan2-ffhq"}, "
 class RunConfig(DerivedSeeds, Strict):
     """Everything one essence-transfer run needs; ``config.json`` in a run folder is this, validated."""
 
-    preset: str = Field("paper", description="Settings under everything else: paper, paper-ood or targetclip.")
+    preset: str = Field(
+        DEFAULT_PRESET, description="Settings under everything else: essence-in, essence-ood, paper, paper-ood or targetclip."
+    )
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="stylegan2-ffhq"))
     encoder: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip-vitb32"))
     target: list[str] = Field(
@@ -127,7 +150,8 @@ class RunConfig(DerivedSeeds, Strict):
     inversion: InversionSettings = Field(
         default_factory=InversionSettings, description="How source photos and an init target become latents."
     )
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1, description="Steps per restart; 'auto': stop on the held-out check (auto_stop).")
+    auto_stop: AutoStopConfig = Field(default_factory=AutoStopConfig)
     lr: float = Field(0.2, ge=0)
     lr_schedule: Literal["ramp", "constant"] = Field(
         "ramp", description="ramp: the official warm-up (lr 0 at step 0) and cosine ramp-down."
@@ -146,6 +170,10 @@ class RunConfig(DerivedSeeds, Strict):
     )
     restarts: int = Field(1, ge=1, description="Directions optimised from different random inits.")
     heldout: HeldoutConfig = Field(default_factory=HeldoutConfig)
+    apply_alpha: Union[float, None] = Field(
+        None, description="The strength to apply the direction with, written into its metadata: `essence apply` "
+        "and `eval` use it unless given --alpha (None: 1.0)."
+    )
     seed: int = 0
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1, mps ...")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast of G and C (for CUDA).")
@@ -160,8 +188,19 @@ class RunConfig(DerivedSeeds, Strict):
         if not isinstance(data, Mapping):
             return data
         data = expand_shorthands(cls, data)
-        base = deep_merge(DEFAULT_COMPONENTS, preset_config(data.get("preset", "paper")))
-        return deep_merge(base, data)
+        base = deep_merge(DEFAULT_COMPONENTS, preset_config(data.get("preset", DEFAULT_PRESET)))
+        merged = deep_merge(base, data)
+        if merged.get("steps") == "auto":  # the most steps auto_stop allows, and the stopping rule on
+            auto = merged.get("auto_stop") if isinstance(merged.get("auto_stop"), Mapping) else {}
+            merged["auto_stop"] = {**auto, "enabled": True}
+            merged["steps"] = auto.get("max_steps", AutoStopConfig.model_fields["max_steps"].default)
+        return merged
+
+    @model_validator(mode="after")
+    def _auto_stop_needs_heldout(self) -> RunConfig:
+        if self.auto_stop.enabled and self.heldout.count == 0 and not self.heldout.latents:
+            raise ValueError("steps 'auto' stops on the held-out check: give held-out sources (heldout.count > 0)")
+        return self
 
     @field_validator("target", "target_text", mode="before")
     @classmethod

@@ -103,6 +103,11 @@ def prepare(
     enc_reg = registry.get("encoder", config.encoder.name)
     for name, spec in config.loss_weights().items():
         registry.get("loss", name).validate(**spec.config)
+    if config.init.mode == "target" and not config.target:
+        raise EssenceError(
+            "init 'target' starts b at the inverted target image, and this run has only text targets: use --init zeros "
+            "(or --preset essence-ood), or give --target IMAGE."
+        )
     if config.init.mode == "target" and config.restarts > 1:
         raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
     if config.sources.photos or config.init.mode == "target":
@@ -437,7 +442,7 @@ def continue_run(
 
 def _steps_done(engine: TransferOptimizer, cfg: RunConfig) -> int:
     current = engine.search.step_index if engine.search is not None else 0
-    return len(engine.completed) * cfg.steps + current
+    return sum(len(r.trace) for r in engine.completed) + current  # a restart --steps auto ended early did fewer
 
 
 def _drive(
@@ -509,6 +514,7 @@ def write_run_folder(
             "best_loss": _finite(result.best_loss),
             "restart": result.restart,
             "heldout": result.heldout,
+            "apply_alpha": cfg.apply_alpha,
         },
     )
     rows = []
@@ -551,6 +557,7 @@ def write_run_folder(
         "final_loss": trace[-1].loss if trace else None,
         "final": trace[-1].row() if trace else None,
         "heldout": result.heldout,
+        "stopping": next((r.stopping for r in result.restarts if r.restart == result.restart), None),
         "targets": target_report(cfg, engine),
         "restart_results": [
             {
@@ -560,6 +567,8 @@ def write_run_folder(
                 "best_loss": _finite(r.best_loss),
                 "heldout": r.heldout,
                 "status": r.status,
+                "steps_done": len(r.trace),
+                **({"stopping": {k: v for k, v in r.stopping.items() if k != "checks"}} if r.stopping else {}),
             }
             for r in result.restarts
         ],

@@ -21,7 +21,7 @@ class Asset(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="Registry name, e.g. 'stylegan2-ffhq'.")
-    kind: Literal["generator", "encoder", "inverter", "aligner", "other"]
+    kind: Literal["generator", "encoder", "inverter", "aligner", "features", "other"]
     format: str = Field(description="File format as downloaded, e.g. 'stylegan2-tf-pkl'.")
     filename: str = Field(description="File name of the download.")
     urls: list[str] = Field(description="Primary URL first, then mirrors.")

@@ -43,7 +43,9 @@ class ApplyConfig(Strict):
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     inversion: InversionSettings = Field(default_factory=InversionSettings, description="How source photos become latents.")
     seed: int = Field(0, description="Seed of random sources (sources.seed overrides it), as in `essence run`.")
-    alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="Strengths: G(w + alpha b).")
+    alphas: Union[list[float], None] = Field(
+        None, description="Strengths: G(w + alpha b); default 0 and the direction's apply_alpha (1 without one)."
+    )
     device: str = "auto"
     chunk: int = Field(8, ge=1, description="Most images per generator pass.")
     tile: Union[int, None] = Field(None, ge=8, description="Tile size in the grid; default min(resolution, 256).")
@@ -51,7 +53,9 @@ class ApplyConfig(Strict):
 
     @field_validator("alphas")
     @classmethod
-    def _some_alphas(cls, value: list[float]) -> list[float]:
+    def _some_alphas(cls, value: list[float] | None) -> list[float] | None:
+        if value is None:
+            return None
         if not value:
             raise ValueError("give at least one alpha")
         if len(value) > MAX_ALPHAS:
@@ -187,6 +191,8 @@ def execute_apply(
     from essence.method.figures import labelled_grid
 
     direction, direction_path = open_direction(config.direction)
+    if config.alphas is None:
+        config = config.model_copy(update={"alphas": [0.0, direction.apply_alpha or 1.0]})
     spec = generator_spec_for(direction, config.generator)
     reg, gen_config = generator_config(spec, config.device)
     check_latent_files([(config.sources.latents, "Sources latent file")])

@@ -6,6 +6,12 @@
 - CLIP blend: per source, optimise a latent (starting at the source's) so that its embedding matches
   the normalised average of the source's and the target's embeddings,
   ``normalise((1 - weight) C(G(w)) + weight C(I_t))``, by Adam on ``1 - cos``.
+- Gatys style transfer (Gatys et al. 2016, the paper's third baseline): per source, the source image's
+  pixels optimised (Adam, from the source image) so that the Gram matrices of a feature network's maps
+  match the target's (style) while the maps of its content layers stay those of the source (content):
+  ``style_weight * sum_l |Gram_l(x) - Gram_l(t)|^2 + content_weight * sum_l |F_l(x) - F_l(s)|^2``. The
+  feature network is a registered ``features`` component: ``vgg19`` (torchvision's layout and ImageNet
+  weights, as the paper) or, in the toy world, ``toy-clip-features``. Its results are pixels, not latents.
 
 Neither finds a direction: each result is made for its own source. ``essence blend`` writes a run folder
 like ``essence run``'s (config.json, metrics.json, sheet.png, images/, trace.csv and loss.png when something
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 
     from essence.method.engine import Renderer
 
-METHODS = {"stylegan": "stylegan-blend", "clip": "clip-blend"}
+METHODS = {"stylegan": "stylegan-blend", "clip": "clip-blend", "gatys": "gatys"}
 BLEND_FILES = (
     "config.json", "metrics.json", "sheet.png", "trace.csv", "loss.png",
     "sources.safetensors", "results.safetensors", "target_latent.safetensors",
@@ -55,15 +61,20 @@ class BlendHeldout(Strict):
 class BlendConfig(DerivedSeeds, Strict):
     """Everything ``essence blend`` needs; ``config.json`` in a blend folder is this, validated."""
 
-    method: Literal["stylegan", "clip"]
+    method: Literal["stylegan", "clip", "gatys"]
     generator: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="stylegan2-ffhq"))
     encoder: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="clip-vitb32"))
     target: list[str] = Field(default_factory=list, description="Target image file(s).")
     target_latent: Union[str, None] = Field(None, description="The target's W+ latent: one (num_ws, w_dim).")
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     weight: float = Field(0.5, description="How far towards the target: 0.5 is the average the paper uses.")
-    steps: int = Field(200, ge=1, description="CLIP blend: Adam steps per source.")
-    lr: float = Field(0.05, gt=0, description="CLIP blend: Adam's learning rate (constant).")
+    steps: int = Field(200, ge=1, description="CLIP blend and Gatys: Adam steps per source.")
+    lr: float = Field(0.05, gt=0, description="CLIP blend and Gatys (on pixels in [-1, 1]): Adam's learning rate (constant).")
+    features: ComponentSpec = Field(
+        default_factory=lambda: ComponentSpec(name="vgg19"), description="Gatys: the feature network (vgg19; toy-clip-features)."
+    )
+    style_weight: float = Field(1e4, ge=0, description="Gatys: weight of the Gram-matrix (style) term.")
+    content_weight: float = Field(1.0, ge=0, description="Gatys: weight of the content term (maps of the source).")
     inversion: InversionSettings = Field(
         default_factory=InversionSettings, description="How the target image (StyleGAN blend) and source photos become latents."
     )
@@ -173,6 +184,94 @@ def clip_blend(
     return best, trace
 
 
+def gram(maps: torch.Tensor) -> torch.Tensor:
+    """Gram matrices ``(n, c, c)`` of feature maps ``(n, c, h, w)``, normalised by ``c h w``."""
+    n, c, h, w = maps.shape
+    f = maps.reshape(n, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def gatys_transfer(
+    features: Any,
+    sources: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    steps: int = 200,
+    lr: float = 0.05,
+    style_weight: float = 1e4,
+    content_weight: float = 1.0,
+    chunk: int | None = None,
+    callback: Callable[[int, float], None] | None = None,
+) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """Gatys et al.'s style transfer of every source image ``(n, 3, H, W)`` in [-1, 1] towards the target
+    image(s) ``(T, 3, H', W')`` (several targets: their Gram matrices averaged). Pixels start at the source's
+    and stay in [-1, 1]; each source is optimised independently (a sum of per-source losses, element-wise
+    Adam) and keeps its lowest-loss image. Returns the images ``(n, 3, H, W)`` and one trace row per step.
+    """
+    import torch
+
+    style_at, content_at = tuple(features.style_layers), tuple(features.content_layers)
+    sources = sources.detach().float()
+    n = sources.shape[0]
+    size = chunk or n
+    parts = [slice(i, min(i + size, n)) for i in range(0, n, size)]
+    with torch.no_grad():
+        t_maps = features.features(target.float())
+        t_grams = [gram(t_maps[i]).mean(0, keepdim=True) for i in style_at]
+        s_content = [torch.cat([features.features(sources[s])[i] for s in parts]) for i in content_at]
+    x = sources.clone().requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    best, best_loss = sources.clone(), torch.full((n,), float("inf"))
+    trace = []
+    for step in range(steps):
+        opt.zero_grad(set_to_none=True)
+        losses, styles, contents = [], [], []
+        for s in parts:
+            maps = features.features(x[s])
+            style = sum(((gram(maps[i]) - g) ** 2).flatten(1).sum(1) for i, g in zip(style_at, t_grams))
+            content = sum(((maps[i] - c[s]) ** 2).flatten(1).mean(1) for i, c in zip(content_at, s_content))
+            per_source = style_weight * style + content_weight * content
+            per_source.sum().backward()
+            losses.append(per_source.detach().cpu())
+            styles.append(style.detach().cpu())
+            contents.append(content.detach().cpu())
+        per = torch.cat(losses)
+        better = per < best_loss
+        best[better.to(best.device)], best_loss[better] = x.detach()[better.to(x.device)], per[better]
+        value = float(per.mean())
+        trace.append({
+            "step": step, "lr": lr, "loss": value,
+            "style": float(torch.cat(styles).mean()), "content": float(torch.cat(contents).mean()),
+        })
+        opt.step()
+        with torch.no_grad():
+            x.clamp_(-1, 1)
+        if callback is not None:
+            callback(step, value)
+    return best, trace
+
+
+def image_tensor(images: Sequence[Image.Image], resolution: int, device: Any = "cpu") -> torch.Tensor:
+    """PIL images -> ``(n, 3, R, R)`` in [-1, 1] (bicubic resize to the generator's resolution)."""
+    import numpy as np
+    import torch
+    from PIL import Image as PILImage
+
+    arrays = [np.asarray(im.convert("RGB").resize((resolution, resolution), PILImage.BICUBIC), dtype=np.float32) for im in images]
+    return (torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1).to(device)
+
+
+def gatys_images(cfg: BlendConfig, features: Any, source_images: torch.Tensor, targets: Sequence[Image.Image],
+                 progress: Callable[[str, int, int, float], None] | None = None) -> tuple[torch.Tensor, list[dict[str, float]]]:
+    """The Gatys baseline on rendered source images with a config's settings."""
+    target = image_tensor(targets, source_images.shape[-1], source_images.device)
+    return gatys_transfer(
+        features, source_images, target, steps=cfg.steps, lr=cfg.lr, style_weight=cfg.style_weight,
+        content_weight=cfg.content_weight, chunk=cfg.chunk,
+        callback=None if progress is None else (lambda i, v: progress("blend", i, cfg.steps, v)),
+    )
+
+
 # -- one blend run: prepare, run, write the folder ---------------------------------------------------
 
 
@@ -185,19 +284,23 @@ class PreparedBlend:
     generator_config: dict[str, Any]
     encoder_config: dict[str, Any]
     targets: list[Image.Image]
+    features_config: dict[str, Any] | None = None
 
 
 @dataclass
 class BlendResult:
-    """What a blend computed: the sources, their results, the target's latent and how it was found."""
+    """What a blend computed: the sources, their results, the target's latent and how it was found.
+
+    ``results`` are latents, except for Gatys, whose results are images (``result_images``; ``results`` None)."""
 
     sources: torch.Tensor
-    results: torch.Tensor
+    results: torch.Tensor | None
     target_ws: torch.Tensor | None
     targets: list[Image.Image]
     target_embedding: torch.Tensor
     inversion: dict[str, Any] | None = None
     trace: list[dict[str, Any]] = field(default_factory=list)
+    result_images: torch.Tensor | None = None
 
 
 @dataclass
@@ -272,6 +375,9 @@ def prepare_blend(
     enc_config = component_config(registry.get("encoder", cfg.encoder.name), cfg.encoder.config, device)
     if not cfg.target and not cfg.target_latent:
         raise EssenceError("No target: pass --target IMAGE or --target-latent FILE.")
+    features_config = None
+    if cfg.method == "gatys":
+        features_config = component_config(registry.get("features", cfg.features.name), cfg.features.config, device)
     targets = [load_image(t) for t in cfg.target]
     check_latent_files(latent_files(cfg))
     if cfg.sources.photos or (cfg.method == "stylegan" and not cfg.target_latent):
@@ -280,7 +386,9 @@ def prepare_blend(
     run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
     run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
     cfg = cfg.model_copy(update={"out": str(run_dir)})
-    return PreparedBlend(cfg, run_dir, gen_config, enc_config, targets)
+    if cfg.method == "gatys" and not targets:
+        raise EssenceError("Gatys style transfer needs a target image: pass --target IMAGE (a latent is not a style).")
+    return PreparedBlend(cfg, run_dir, gen_config, enc_config, targets, features_config)
 
 
 def run_blend(
@@ -289,8 +397,10 @@ def run_blend(
     *,
     notify: Callable[[str], None] | None = None,
     progress: Callable[[str, int, int, float], None] | None = None,
+    features: Any = None,
 ) -> BlendResult:
-    """The blend itself: the sources, the target's latent (inverting the target when needed), the results."""
+    """The blend itself: the sources, the target's latent (inverting the target when needed), the results.
+    ``features``: the built feature network (Gatys only)."""
     from essence.core.images import to_pil
     from essence.method.engine import embed_target
     from essence.method.photos import invert_photos
@@ -320,6 +430,12 @@ def run_blend(
         assert target_ws is not None
         targets = to_pil(renderer.images(target_ws))
     target_embedding = embed_target(encoder, targets).to(generator.device)
+    if cfg.method == "gatys":
+        if features is None:
+            raise EssenceError("Gatys style transfer needs its feature network (run_blend(..., features=...)).")
+        images, blend_trace = gatys_images(cfg, features, renderer.images(ws), targets, progress)
+        trace = [{"stage": "blend", **row} for row in blend_trace]
+        return BlendResult(ws, None, target_ws, targets, target_embedding, inversion, trace, result_images=images)
     if cfg.method == "stylegan":
         assert target_ws is not None
         results = stylegan_blend(ws, target_ws, cfg.weight)
@@ -348,8 +464,14 @@ def write_blend_folder(
         save_latents(out / "target_latent.safetensors", result.target_ws, metadata={**meta, "role": "target"})
         files.append("target_latent.safetensors")
     save_latents(out / "sources.safetensors", result.sources, metadata={**meta, "role": "sources"})
-    save_latents(out / "results.safetensors", result.results, metadata={**meta, "role": "results"})
-    source_images, result_images = renderer.images(result.sources), renderer.images(result.results)
+    source_images = renderer.images(result.sources)
+    if result.results is not None:
+        save_latents(out / "results.safetensors", result.results, metadata={**meta, "role": "results"})
+        result_images = renderer.images(result.results)
+    else:  # Gatys: pixels
+        files.remove("results.safetensors")
+        assert result.result_images is not None
+        result_images = result.result_images.to(source_images)
     report = paper_report(
         result.target_embedding.float().cpu(),
         renderer.embed_images(source_images).cpu(),
@@ -429,7 +551,11 @@ def execute_blend(
     write_json(p.out / "config.json", {"kind": "blend", **cfg.model_dump(mode="json")})
     check_latent_files([(cfg.heldout.latents, "Held-out latent file")], generator)
     renderer = Renderer(generator, encoder, chunk=cfg.chunk or 8)
-    result = run_blend(p, renderer, notify=notify, progress=progress)
+    features = None
+    if cfg.method == "gatys":
+        assert p.features_config is not None
+        features = registry.get("features", cfg.features.name).build(**p.features_config)
+    result = run_blend(p, renderer, notify=notify, progress=progress, features=features)
     metrics = write_blend_folder(
         p, renderer, result, names=(gen_reg.name, enc_reg.name), seconds=time.perf_counter() - started
     )

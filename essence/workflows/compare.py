@@ -1,10 +1,11 @@
-"""``essence compare``: ours and both baselines on the same target and sources, the paper's Figure 1, metrics.
+"""``essence compare``: ours and the three baselines on the same target and sources, the paper's Figure 1, metrics.
 
 The run config (``essence run``'s) decides the generator, encoder, target, sources, seed and held-out
-sources; the blends take the same, so the three methods are judged on identical held-out sources. The
-output folder holds the three run folders (``essence/``, ``stylegan-blend/``, ``clip-blend/``),
+sources; the baselines take the same, so the four methods are judged on identical held-out sources. The
+output folder holds the four run folders (``essence/``, ``stylegan-blend/``, ``clip-blend/``, ``gatys/``),
 ``figure.png`` (target at the left, sources on top, one row per method), ``metrics.json`` (the
-``essence eval`` report of the three) and ``metrics.md`` (its table).
+``essence eval`` report of the four) and ``metrics.md`` (its table). Gatys's feature network is
+``blend.features`` (default ``vgg19``; ``--features`` on the command line).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any
 from essence.core.errors import EssenceError
 
 #: (sub-folder, row label of the figure) in the paper's order.
-METHODS = (("essence", "ours"), ("stylegan-blend", "StyleGAN blend"), ("clip-blend", "CLIP blend"))
+METHODS = (("essence", "ours"), ("stylegan-blend", "StyleGAN blend"), ("clip-blend", "CLIP blend"), ("gatys", "Gatys"))
+#: Sub-folder -> ``essence blend --method``.
+BASELINES = {"stylegan-blend": "stylegan", "clip-blend": "clip", "gatys": "gatys"}
 COMPARE_FILES = ("figure.png", "metrics.json", "metrics.md")
 
 
@@ -79,11 +82,11 @@ def execute_compare(
     progress: Callable[[str, int, int, float], None] | None = None,
     judged: Callable[[int, int], None] | None = None,
 ) -> CompareOutcome:
-    """Run ours, the StyleGAN blend and the CLIP blend, then the figure and the metrics.
+    """Run ours, the StyleGAN blend, the CLIP blend and Gatys, then the figure and the metrics.
 
-    Every setting of all three (and of the judge) is validated before the first model is built.
+    Every setting of all four (and of the judge) is validated before the first model is built.
     ``run_callbacks``: ``callback``/``on_start``/``notify`` passed to :func:`essence.method.runner.execute_run`;
-    ``judged(done, total)`` follows the judging of the three.
+    ``judged(done, total)`` follows the judging of the four.
     """
     from essence.core.files import write_json, write_text
     from essence.method.rundir import check_latent_files, prepare_out
@@ -95,14 +98,12 @@ def execute_compare(
     eval_config = eval_config or EvalConfig()
     if not run_config.target:
         raise EssenceError("No target image: pass --target FILE.")
-    blends = {
-        "stylegan-blend": blend_settings(run_config, "stylegan", target_latent, blend_overrides),
-        "clip-blend": blend_settings(run_config, "clip", target_latent, blend_overrides),
-    }
+    blends = {name: blend_settings(run_config, m, target_latent, blend_overrides) for name, m in BASELINES.items()}
     check_latent_files([(target_latent, "Target latent file")])
     components = Components(run_config.device)
     components.validate("generator", run_config.generator)
     components.validate("encoder", run_config.encoder)
+    components.validate("features", blends["gatys"].features)
     if eval_config.encoder is not None:
         components.validate("encoder", eval_config.encoder)
     selected_metrics(eval_config.metrics)
@@ -110,7 +111,7 @@ def execute_compare(
     folders = {name: root / name for name, _ in METHODS}
 
     if notify is not None:
-        notify(f"1/3 ours: essence run ({run_config.steps} steps x {run_config.restarts} restart(s))")
+        notify(f"1/{len(METHODS)} ours: essence run ({run_config.steps} steps x {run_config.restarts} restart(s))")
     outcome = execute_run(
         run_config.model_copy(update={"out": str(folders["essence"])}),
         overwrite=overwrite,
@@ -119,9 +120,9 @@ def execute_compare(
     )
     if outcome.status == "interrupted":
         return CompareOutcome(root, outcome.status, None, None, folders)
-    for k, name in enumerate(("stylegan-blend", "clip-blend"), start=2):
+    for k, name in enumerate(BASELINES, start=2):
         if notify is not None:
-            notify(f"{k}/3 {name}")
+            notify(f"{k}/{len(METHODS)} {name}")
         execute_blend(blends[name], out=folders[name], overwrite=overwrite, notify=notify, progress=progress)
 
     report = evaluate_runs([folders[name] for name, _ in METHODS], eval_config, judged=judged)

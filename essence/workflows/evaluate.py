@@ -39,7 +39,9 @@ DEFAULT_HELDOUT = 8
 class EvalHeldout(Strict):
     count: Union[int, None] = Field(None, ge=1, description="Default: the run's held-out count (8 when it had none).")
     seed: Union[int, None] = Field(None, description="Default: the run's held-out seed.")
-    alpha: Union[float, None] = Field(None, description="Strength of a direction; default: the run's held-out alpha.")
+    alpha: Union[float, None] = Field(
+        None, description="Strength of a direction; default: its apply_alpha (a preset's), else the run's held-out alpha."
+    )
 
 
 class EvalConfig(Strict):
@@ -64,7 +66,7 @@ class RunFolder:
     """What ``essence eval`` needs from a run folder, whichever method wrote it."""
 
     path: Path
-    method: str  # essence, stylegan-blend, clip-blend
+    method: str  # essence, stylegan-blend, clip-blend, gatys
     config: Any  # RunConfig or BlendConfig
     generator: ComponentSpec
     encoder: ComponentSpec
@@ -111,11 +113,13 @@ def open_run(path: str | Path) -> RunFolder:
     except ConfigError as exc:
         raise ConfigError(f"{p / 'config.json'}: {exc}") from None
     h = cfg.heldout
+    direction = load_direction(p / "direction.safetensors")
+    alpha = direction.apply_alpha or cfg.apply_alpha or h.alpha  # the strength the run says to apply it with
     return RunFolder(
         p, "essence", cfg, _here(cfg.generator), _here(cfg.encoder),
         target_images(p, cfg.target) if cfg.target else [],
-        h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=h.alpha,
-        direction=load_direction(p / "direction.safetensors"), status=status,
+        h.count, cfg.heldout_seed, h.truncation, h.latents, alpha=alpha,
+        direction=direction, status=status,
     )
 
 
@@ -195,6 +199,19 @@ def edit_sources(
     raise EssenceError(f"{run.path}: unknown method {run.method!r}.")
 
 
+def gatys_results(run: RunFolder, components: Components, source_images: torch.Tensor) -> torch.Tensor:
+    """The Gatys baseline of a blend folder re-applied to rendered held-out source images."""
+    from essence.workflows.blend import gatys_images
+
+    cfg = run.config
+    features = components.get("features", cfg.features)
+    from essence.core.interfaces import module_device
+
+    device = module_device(features, source_images.device)
+    images, _ = gatys_images(cfg, features, source_images.to(device), run.targets)
+    return images.to(source_images.device)
+
+
 # -- metrics ---------------------------------------------------------------------------------------
 
 
@@ -271,11 +288,17 @@ def evaluate_run(
             encoders.append((judge_label, "judge", components.get("encoder", config.encoder)))
     ws = heldout_latents(generator, settings)
     settings["count"] = int(ws.shape[0])  # a latent file decides its own count
-    results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
     renderer = Renderer(generator, chunk=config.chunk)
+    source_images = renderer.images(ws)
+    if run.method == "gatys":  # pixels: the method edits the rendered sources, there are no result latents
+        results = None
+        result_images = gatys_results(run, components, source_images)
+    else:
+        results = edit_sources(run, generator, own, ws, settings["alpha"], config.chunk)
+        result_images = renderer.images(results)
     ctx = MetricContext(
-        sources=renderer.images(ws),
-        results=renderer.images(results),
+        sources=source_images,
+        results=result_images,
         targets=run.targets,
         target_texts=list(getattr(run.config, "target_text", [])),
         source_ws=ws,
@@ -310,6 +333,8 @@ def evaluate_runs(
     for run in runs:
         components.validate("generator", run.generator)
         components.validate("encoder", run.encoder)
+        if run.method == "gatys":
+            components.validate("features", run.config.features)
         if heldout_settings(run, config)["latents"]:
             check_latent_files([(run.heldout_latents, "Held-out latent file")])
     if config.encoder is not None:

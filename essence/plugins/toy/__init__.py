@@ -105,6 +105,28 @@ def register_encoders(register):
     )
 
 
+class ToyFeaturesConfig(essence.ComponentConfig):
+    device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
+
+
+def build_toy_features(config: ToyFeaturesConfig) -> Any:
+    """toy-clip's image tower as a feature network: the toy world's stand-in for VGG19 (Gatys baseline)."""
+    from essence.plugins.toy.features import ToyClipFeatures
+
+    return ToyClipFeatures(build_toy_clip(ToyClipConfig(device=config.device)))
+
+
+@essence.hookimpl
+def register_features(register):
+    register(
+        "toy-clip-features",
+        build_toy_features,
+        config=ToyFeaturesConfig,
+        description="The conv maps of toy-clip's image tower (stem + 4 stages): the toy world's VGG19 for Gatys.",
+        tiny={"device": "cpu"},
+    )
+
+
 class ToyEncoderConfig(essence.ComponentConfig):
     weights: str = Field("shipped", description="'shipped' (trained by scripts/train_toy_encoder.py), a file, or 'random'.")
     device: str = Field("auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda', 'cuda:1', ...")
