@@ -17,7 +17,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
+from essence.core.config import MAX_IMAGES, MAX_STEPS, ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
 from essence.core.errors import ConfigError, did_you_mean
 from essence.method.photos import InversionSettings
 
@@ -35,7 +35,7 @@ class DerivedSeeds:
 
 
 class SourcesConfig(Strict):
-    count: int = Field(6, ge=1, description="Random sources drawn from `seed` (ignored with `latents`).")
+    count: int = Field(6, ge=1, le=MAX_IMAGES, description="Random sources drawn from `seed` (ignored with `latents`).")
     seed: Union[int, None] = Field(None, description="Seed of the random sources; default: the run's seed.")
     truncation: float = Field(0.7, description="Truncation psi of random sources, as the official code.")
     latents: Union[str, None] = Field(None, description="A latent file (N, num_ws, w_dim): all its rows are used.")
@@ -91,7 +91,7 @@ class CoefficientsConfig(Strict):
 
 
 class HeldoutConfig(Strict):
-    count: int = Field(8, ge=0, description="Fresh sources the direction never saw; 0 turns the check off.")
+    count: int = Field(8, ge=0, le=MAX_IMAGES, description="Fresh sources the direction never saw; 0 turns the check off.")
     seed: Union[int, None] = Field(None, description="Seed of the held-out sources; default: seed + 1000000.")
     truncation: float = 0.7
     latents: Union[str, None] = Field(None, description="A latent file of held-out sources instead of random ones.")
@@ -127,7 +127,7 @@ class RunConfig(DerivedSeeds, Strict):
     inversion: InversionSettings = Field(
         default_factory=InversionSettings, description="How source photos and an init target become latents."
     )
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(1000, ge=1, le=MAX_STEPS)
     lr: float = Field(0.2, ge=0)
     lr_schedule: Literal["ramp", "constant"] = Field(
         "ramp", description="ramp: the official warm-up (lr 0 at step 0) and cosine ramp-down."
@@ -144,7 +144,7 @@ class RunConfig(DerivedSeeds, Strict):
         "evaluated",
         description="evaluated: the direction that gave the lowest loss; post-update: the official rule.",
     )
-    restarts: int = Field(1, ge=1, description="Directions optimised from different random inits.")
+    restarts: int = Field(1, ge=1, le=1000, description="Directions optimised from different random inits.")
     heldout: HeldoutConfig = Field(default_factory=HeldoutConfig)
     seed: int = 0
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1, mps ...")

@@ -316,7 +316,21 @@ def start_run(
     engine = TransferOptimizer(
         generator, encoder, p.targets, sources, config=p.config, init=init, texts=p.config.target_text
     )
+    warn_one_source(p.config, int(engine.sources.shape[0]))
     return ActiveRun(p, engine, generator, encoder, callback=callback)
+
+
+def warn_one_source(config: RunConfig, count: int) -> None:
+    """A run on one source still works, but its consistency term has nothing to compare: say so."""
+    import warnings
+
+    if count == 1 and config.loss_weight("consistency") > 0:
+        warnings.warn(
+            "One source: consistency (the edit being the same for every source) is undefined with a single "
+            "source, so the direction is fitted to this one face; use --sources 2 or more.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def continue_run(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator
 
-from essence.core.config import ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
+from essence.core.config import MAX_TILE, ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
@@ -46,7 +46,7 @@ class ApplyConfig(Strict):
     alphas: list[float] = Field(default_factory=lambda: [0.0, 1.0], description="Strengths: G(w + alpha b).")
     device: str = "auto"
     chunk: int = Field(8, ge=1, description="Most images per generator pass.")
-    tile: Union[int, None] = Field(None, ge=8, description="Tile size in the grid; default min(resolution, 256).")
+    tile: Union[int, None] = Field(None, ge=8, le=MAX_TILE, description="Tile size in the grid; default min(resolution, 256).")
     out: Union[str, None] = None
 
     @field_validator("alphas")

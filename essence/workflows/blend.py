@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
+from essence.core.config import (
+    MAX_IMAGES,
+    MAX_STEPS,
+    ComponentSpec,
+    Strict,
+    build_config,
+    deep_merge,
+    expand_shorthands,
+    validate_config,
+)
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.runconfig import DEFAULT_COMPONENTS, DerivedSeeds, SourcesConfig
@@ -47,7 +56,7 @@ BLEND_FILES = (
 class BlendHeldout(Strict):
     """Sources ``essence eval`` judges the method on (the same rule as a run's held-out sources)."""
 
-    count: int = Field(8, ge=0)
+    count: int = Field(8, ge=0, le=MAX_IMAGES)
     seed: Union[int, None] = Field(None, description="Default: seed + 1000000, as runs.")
     truncation: float = 0.7
     latents: Union[str, None] = None
@@ -63,7 +72,7 @@ class BlendConfig(DerivedSeeds, Strict):
     target_latent: Union[str, None] = Field(None, description="The target's W+ latent: one (num_ws, w_dim).")
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     weight: float = Field(0.5, description="How far towards the target: 0.5 is the average the paper uses.")
-    steps: int = Field(200, ge=1, description="CLIP blend: Adam steps per source.")
+    steps: int = Field(200, ge=1, le=MAX_STEPS, description="CLIP blend: Adam steps per source.")
     lr: float = Field(0.05, gt=0, description="CLIP blend: Adam's learning rate (constant).")
     inversion: InversionSettings = Field(
         default_factory=InversionSettings, description="How the target image (StyleGAN blend) and source photos become latents."

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field
 
-from essence.core.config import ComponentSpec, Strict, build_config
+from essence.core.config import MAX_IMAGES, ComponentSpec, Strict, build_config
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.rundir import check_latent_files, component_config
@@ -37,7 +37,7 @@ DEFAULT_HELDOUT = 8
 
 
 class EvalHeldout(Strict):
-    count: Union[int, None] = Field(None, ge=1, description="Default: the run's held-out count (8 when it had none).")
+    count: Union[int, None] = Field(None, ge=1, le=MAX_IMAGES, description="Default: the run's held-out count (8 when it had none).")
     seed: Union[int, None] = Field(None, description="Default: the run's held-out seed.")
     alpha: Union[float, None] = Field(None, description="Strength of a direction; default: the run's held-out alpha.")
 
