@@ -173,9 +173,8 @@ def build_inverter(settings: InversionSettings, generator: Any, generator_name: 
 
 
 def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
-    """``(path, image)`` for every photo that can be read, and one line for each that cannot."""
-    from PIL import Image
-
+    """``(path, image)`` for every photo that can be read, and one line for each that cannot (the kernel's
+    reader: folders, FIFOs, devices and decompression bombs are refused before decoding)."""
     from essence.core.images import load_image
 
     loaded, problems = [], []
@@ -184,8 +183,6 @@ def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], li
             loaded.append((str(p), load_image(p)))
         except EssenceError as exc:
             problems.append(str(exc))
-        except Image.DecompressionBombError:
-            problems.append(f"{p}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to open safely; downscale it first.")
     return loaded, problems
 
 

@@ -83,7 +83,7 @@ class Prepared:
 
 def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False) -> Prepared:
     """Every check that needs no model: components, losses, targets, latent files, output folder."""
-    from essence.core.images import load_image
+    from essence.core.images import check_image_file, load_image
     from essence.core.registry import get_registry
 
     if not config.target and not config.target_text:
@@ -103,6 +103,8 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
+    for photo in config.sources.photos:  # read after G is built; refuse a bad one (a FIFO, a bomb) now
+        check_image_file(photo, what="Source photo")
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
     run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
