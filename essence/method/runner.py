@@ -103,8 +103,7 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
-    for photo in config.sources.photos:  # read after G is built; refuse a bad one (a FIFO, a bomb) now
-        check_image_file(photo, what="Source photo")
+    check_photos(config.sources.photos, check_image_file)
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
     run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
@@ -118,6 +117,20 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def check_photos(photos: Sequence[str], check: Callable[..., Any]) -> None:
+    """Source photos are read after G is built, and one that cannot be read is then a warning; when none
+    can be (a FIFO, a bomb, a folder ...), refuse now, before any model is built."""
+    problems = []
+    for photo in photos:
+        try:
+            check(photo, what="Source photo")
+        except EssenceError as exc:
+            problems.append(str(exc))
+    if photos and len(problems) == len(photos):
+        more = f" (and {len(problems) - 1} more unreadable photo(s))" if len(problems) > 1 else ""
+        raise EssenceError(f"{problems[0].rstrip('.')}{more}.")
 
 
 def text_stem(text: str, length: int = 40) -> str:
