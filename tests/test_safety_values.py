@@ -39,6 +39,7 @@ RUN_CASES = {
     "--set lr=-inf": (["--set", "lr=-inf"], "lr: Input should be a finite number"),
     "--set lr=1e999 (overflows float64)": (["--set", "lr=1e999"], "lr must be a finite number"),
     "--set heldout.alpha=1e39 (overflows float32)": (["--set", "heldout.alpha=1e39"], "heldout.alpha: 1e+39 overflows float32"),
+    "--set heldout.alpha=1e6 (finite, far out of range)": (["--set", "heldout.alpha=1e6"], "heldout.alpha: Input should be less than or equal to 1000"),
     "--set sources.truncation=\"1e39\" (text)": (["--set", 'sources.truncation="1e39"'], "sources.truncation: 1e+39 overflows float32"),
     "--set loss config NaN": (["--set", 'losses.transfer={"weight": 1, "config": {"x": NaN}}'], "finite number"),
     "--set a nested NaN in a component config": (["--set", "generator.config.seed=NaN"], "finite number"),
@@ -123,6 +124,8 @@ APPLY_CASES = {
     "apply --sources 1000000": (["apply", "--sources", "1000000"], "sources.count"),
     "apply --tile 100000": (["apply", "--tile", "100000"], "tile: Input should be less than or equal to 2048"),
     "apply --set alphas=[Infinity]": (["apply", "--set", "alphas=[Infinity]"], "finite number"),
+    "apply --alpha 1e30 (finite, far out of range)": (["apply", "--alpha", "0,1e30"], "alphas must lie within +-1000"),
+    "sweep --alpha-range 1e5 (finite, far out of range)": (["sweep", "--alpha-range", "0:1e5:2e4"], "within +-1000"),
     "sweep --alpha-range to 1e39": (["sweep", "--alpha-range", "1e39:2e39:1e39"], "overflows float32"),
     "sweep --alpha-range inf": (["sweep", "--alpha-range", "0:inf:1"], "must be finite"),
 }
@@ -179,6 +182,7 @@ def test_eval_refuses_bad_values(doubles, target_file, tmp_path):
     for extra, words in (
         (["--alpha", "nan"], "heldout.alpha"),
         (["--alpha", "1e39"], "overflows float32"),
+        (["--alpha", "5000"], "heldout.alpha: Input should be less than or equal to 1000"),
         (["--seed", BIG], "does not fit in 64 bits"),
         (["--heldout", str(10**7)], "heldout.count"),
     ):

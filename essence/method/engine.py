@@ -286,7 +286,8 @@ def check_output(component: Any, kind: str, out: Any, given: torch.Tensor, fits:
         raise EssenceError(f"{who} returned {out.dtype} values; expected floating-point: a bug in that plugin.")
     if bool(torch.isfinite(given).all()) and not bool(torch.isfinite(out.detach()).all()):
         raise EssenceError(
-            f"{who} returned NaN or infinite values for finite inputs: a bug in that plugin, or its weights are broken."
+            f"{who} returned NaN or infinite values for finite inputs: a bug in that plugin, broken weights, "
+            "or inputs far outside its range."
         )
 
 

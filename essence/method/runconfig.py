@@ -22,6 +22,11 @@ from essence.core.errors import ConfigError, did_you_mean
 from essence.method.photos import InversionSettings
 
 
+#: The largest strength |alpha| of a direction anywhere (apply, sweep, held-out checks, eval): the paper's
+#: are about 1; far beyond, G(w + alpha b) leaves every generator's range and renders inf or NaN.
+MAX_ALPHA = 1000.0
+
+
 class DerivedSeeds:
     """The seeds a config with ``seed``, ``sources`` and ``heldout`` fields derives (runs and blends)."""
 
@@ -95,7 +100,9 @@ class HeldoutConfig(Strict):
     seed: Union[int, None] = Field(None, description="Seed of the held-out sources; default: seed + 1000000.")
     truncation: float = 0.7
     latents: Union[str, None] = Field(None, description="A latent file of held-out sources instead of random ones.")
-    alpha: float = Field(1.0, description="Strength of the direction on held-out sources: G(w + alpha b).")
+    alpha: float = Field(
+        1.0, ge=-MAX_ALPHA, le=MAX_ALPHA, description="Strength of the direction on held-out sources: G(w + alpha b)."
+    )
 
 
 class LossSpec(Strict):

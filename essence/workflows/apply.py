@@ -20,7 +20,7 @@ from essence.core.config import MAX_TILE, ComponentChoice, ComponentSpec, Strict
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
-from essence.method.runconfig import SourcesConfig
+from essence.method.runconfig import MAX_ALPHA, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ class ApplyConfig(Strict):
             raise ValueError(f"at most {MAX_ALPHAS} alphas")
         if not all(math.isfinite(a) for a in value):
             raise ValueError("alphas must be finite numbers")
+        if any(abs(a) > MAX_ALPHA for a in value):
+            raise ValueError(f"alphas must lie within +-{MAX_ALPHA:g} (beyond, every generator renders inf or NaN)")
         return value
 
     @property
