@@ -53,6 +53,8 @@ RUN_CASES = {
     "--steps 10**12": (["--steps", str(10**12)], "steps: Input should be less than or equal to 10000000"),
     "--heldout 10**7": (["--heldout", str(10**7)], "heldout.count: Input should be less than or equal to 10000"),
     "--restarts 10**6": (["--restarts", str(10**6)], "restarts: Input should be less than or equal to 1000"),
+    "--set sources.count=true (a bool for a number)": (["--set", "sources.count=true"], "sources.count: give a number, not true"),
+    "--set lr=false (a bool for a float)": (["--set", "lr=false"], "lr: give a number, not false"),
     "--set a NUL in a path": (["--set", 'sources.latents="a\\u0000b.pt"'], "NUL character"),
 }
 

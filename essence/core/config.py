@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from essence.core.errors import ConfigError, did_you_mean
 
@@ -44,6 +44,17 @@ class Strict(BaseModel):
     @classmethod
     def shorthand(cls, value: Any) -> Any:
         """The long form (a dict) of a value that is not a dict; unchanged when there is no short form."""
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` where a number belongs (``--set sources.count=true``) is a mistake, not 1."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            args = set(typing.get_args(cls.model_fields[info.field_name].annotation)) - {type(None)}
+            numeric = args or {cls.model_fields[info.field_name].annotation}
+            if numeric <= {int, float}:
+                raise ValueError(f"give a number, not {str(value).lower()}")
         return value
 
     @field_validator("*", mode="after")
