@@ -55,6 +55,8 @@ RUN_CASES = {
     "--restarts 10**6": (["--restarts", str(10**6)], "restarts: Input should be less than or equal to 1000"),
     "--set sources.count=true (a bool for a number)": (["--set", "sources.count=true"], "sources.count: give a number, not true"),
     "--set lr=false (a bool for a float)": (["--set", "lr=false"], "lr: give a number, not false"),
+    "--set a key 5000 levels deep": (["--set", ".".join(["generator", "config"] + ["a"] * 5000) + "=1"], "more than 32 levels of keys"),
+    "--set a JSON value 100 levels deep": (["--set", "generator.config.a=" + "[" * 100 + "]" * 100], "nested more than 32 levels"),
     "--set a NUL in a path": (["--set", 'sources.latents="a\\u0000b.pt"'], "NUL character"),
 }
 
@@ -90,6 +92,7 @@ CONFIG_FILES = {
     "JSON nested 100 deep": ("c.json", b'{"generator": {"name": "tiny-gen", "config": ' + b'{"a": ' * 100 + b"1" + b"}" * 102, "nested more than 32 levels"),
     "JSON nested 100000 deep": ("c.json", b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
     "TOML nested 100 deep": ("c.toml", b"x = " + b"[" * 100 + b"]" * 100 + b"\n", "nested"),
+    "TOML nested 100000 deep": ("c.toml", b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
 }
 
 

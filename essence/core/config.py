@@ -175,6 +175,7 @@ def build_config(
     merged: dict[str, Any] = expand_shorthands(model, load_config_file(file)) if file is not None else {}
     for layer in (*layers, parse_set(list(sets))):
         if layer:
+            check_values(layer, what)  # before merging: the merge recurses as deep as the data
             merged = deep_merge(merged, expand_shorthands(model, layer))
     return validate_config(model, merged, what)
 
@@ -224,6 +225,8 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"--set {item!r}: {key} must be a finite number.")
         parts = key.split(".")
+        if len(parts) > MAX_DEPTH:
+            raise ConfigError(f"--set {key[:60]}...: more than {MAX_DEPTH} levels of keys; settings are flat tables.")
         node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
