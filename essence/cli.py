@@ -150,7 +150,9 @@ def _refuse_replacements(app: typer.Typer, before: tuple[int, int], builtin: set
                     f"it tried to replace the built-in command `essence {name}`; the plugin's command was left out "
                     "(give it another name)"
                 )
-                host.errors.append(PluginError(plugin, "register_commands", message))
+                error = PluginError(plugin, "register_commands", message)
+                if error not in host.errors:  # build_app may run more than once on one host
+                    host.errors.append(error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,8 +149,10 @@ class PluginHost:
 
 
 def describe_failure(exc: BaseException) -> str:
-    """One line for what a plugin raised (at import or in a hook, anything but Ctrl-C is contained: a plugin
-    that calls ``sys.exit`` or raises another BaseException is named and skipped) (``sys.exit(3)`` says so, not ``SystemExit: 3``)."""
+    """One line for what a plugin raised at import or in a hook (``sys.exit(3)`` says so, not ``SystemExit: 3``).
+
+    Anything but Ctrl-C is contained there: a plugin that calls ``sys.exit`` or raises another BaseException
+    is named and skipped, and essence goes on."""
     if isinstance(exc, SystemExit):
         return f"it called sys.exit({exc.code!r})"
     if not isinstance(exc, Exception):
