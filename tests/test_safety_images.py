@@ -169,6 +169,8 @@ ROLES = {
     "compare target": lambda img, t: ["compare", "-g", "tiny-gen", "-e", "tiny-enc", "-t", img, "--steps", 2],
     "batch target": lambda img, t: ["batch", "-g", "tiny-gen", "-e", "tiny-enc", "--steps", 2, img],
     "invert photo": lambda img, t: ["invert", "-g", "tiny-gen", "--align", "none", img],
+    "apply source photo": lambda img, t: ["apply", "-d", t.parent / "d.safetensors", "--sources", img],
+    "blend source photo": lambda img, t: ["blend", "--method", "clip", "-g", "tiny-gen", "-e", "tiny-enc", "-t", t, "--sources", img],
 }
 ROLE_CASES = ["bomb from the header (144 MP)", "FIFO", "/dev/zero", "folder"]
 
@@ -178,6 +180,7 @@ ROLE_CASES = ["bomb from the header (144 MP)", "FIFO", "/dev/zero", "folder"]
 def test_every_command_refuses_them_cleanly(doubles, target_file, tmp_path, role, case):
     make, words = BAD[case]
     path = make(tmp_path)
+    essence.save_direction(tmp_path / "d.safetensors", torch.zeros(4, 8), generator="tiny-gen")
     built = TinyGenerator.built
     out = tmp_path / ("out.safetensors" if role == "invert photo" else "out")
     result = within(HANG_S, lambda: invoke(*ROLES[role](path, target_file), "-o", out, "-q"))
@@ -188,8 +191,7 @@ def test_every_command_refuses_them_cleanly(doubles, target_file, tmp_path, role
         # a folder of targets is a batch's own input; anything else that is not a file is named as such
         words = "holds no image" if case == "folder" else "is not an image, a folder of images or a .txt file"
     assert words in flat and str(path) in flat, result.output
-    if role != "invert photo":
-        assert TinyGenerator.built == built
+    assert TinyGenerator.built == built
 
 
 def test_ui_uploads_are_refused_cleanly(doubles, tmp_path):

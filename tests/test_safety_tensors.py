@@ -96,6 +96,15 @@ def test_a_direction_with_a_bad_d_is_refused(tmp_path):
         load_direction(path)
 
 
+def test_devices_and_folders_as_latent_or_direction_files_are_named(tmp_path):
+    folder = tmp_path / "ws.pt"
+    folder.mkdir()
+    with pytest.raises(EssenceError, match="ws.pt is a folder, not a regular file"):
+        load_latents(folder)
+    with pytest.raises(EssenceError, match="/dev/zero is a device, FIFO or socket, not a regular file"):
+        load_direction("/dev/zero")
+
+
 def test_float16_and_float64_latents_that_fit_are_read(tmp_path):
     for dtype in (torch.float16, torch.float64, torch.bfloat16):
         path = tmp_path / "ws.pt"

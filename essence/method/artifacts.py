@@ -62,7 +62,7 @@ def load_latents(
 
     p = Path(path)
     if not p.is_file():
-        raise EssenceError(f"{what} not found: {p}")
+        _not_a_file(p, what)
     suffix = p.suffix.lower()
     if suffix not in LATENT_SUFFIXES:
         raise EssenceError(f"{what} {p}: unsupported format; use one of {', '.join(LATENT_SUFFIXES)}.")
@@ -112,6 +112,14 @@ def checked_values(t: torch.Tensor, p: Path | str, what: str, where: str = "", *
             "the file is corrupt or was written by a diverged optimisation."
         )
     return t
+
+
+def _not_a_file(p: Path, what: str) -> None:
+    """Why ``p`` (not a regular file) cannot be read: missing, a folder, or a device, FIFO or socket."""
+    if not p.exists():
+        raise EssenceError(f"{what} not found: {p}")
+    kind = "a folder" if p.is_dir() else "a device, FIFO or socket"
+    raise EssenceError(f"{what} {p} is {kind}, not a regular file.")
 
 
 def source_latents(generator: Any, sources: Any, seed: int) -> torch.Tensor:
@@ -247,7 +255,7 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
     (TargetCLIP's ``.npy``, a ``.pt``) with no metadata."""
     p = Path(path)
     if not p.is_file():
-        raise EssenceError(f"Direction file not found: {p}")
+        _not_a_file(p, "Direction file")
     if p.suffix.lower() != ".safetensors":
         b = load_latents(p, what="Direction file")
         if b.shape[0] != 1:

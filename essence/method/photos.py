@@ -172,6 +172,21 @@ def build_inverter(settings: InversionSettings, generator: Any, generator_name: 
 # -- loading, aligning, inverting -----------------------------------------------------------------------
 
 
+def check_photos(photos: Sequence[str]) -> None:
+    """Photos are read after G is built (runs, apply, blends, invert), and one that cannot be read is then a
+    warning; when none can be (a FIFO, a bomb, a folder ...), refuse now, before any model is built."""
+    from essence.core.images import check_image_file
+
+    problems = []
+    for photo in photos:
+        try:
+            check_image_file(photo, what="Photo")
+        except EssenceError as exc:
+            problems.append(str(exc))
+    if photos and len(problems) == len(photos):
+        raise EssenceError("No photo could be used: " + " ".join(problems))
+
+
 def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
     """``(path, image)`` for every photo that can be read, and one line for each that cannot (the kernel's
     reader: folders, FIFOs, devices and decompression bombs are refused before decoding)."""

@@ -25,7 +25,7 @@ from essence.core.images import save_image
 from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
-from essence.method.photos import check_inversion_settings, invert_photos
+from essence.method.photos import check_inversion_settings, check_photos, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 from essence.method.runconfig import RunConfig, validate_run_config
 
@@ -83,7 +83,7 @@ class Prepared:
 
 def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = False, resuming: bool = False) -> Prepared:
     """Every check that needs no model: components, losses, targets, latent files, output folder."""
-    from essence.core.images import check_image_file, load_image
+    from essence.core.images import load_image
     from essence.core.registry import get_registry
 
     if not config.target and not config.target_text:
@@ -103,7 +103,7 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     generator_config = component_config(gen_reg, config.generator.config, device)
     encoder_config = component_config(enc_reg, config.encoder.config, device)
     targets = [load_image(t) for t in config.target]
-    check_photos(config.sources.photos, check_image_file)
+    check_photos(config.sources.photos)
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
     run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
@@ -117,20 +117,6 @@ def prepare(config: RunConfig, *, out: Path | None = None, overwrite: bool = Fal
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
-
-
-def check_photos(photos: Sequence[str], check: Callable[..., Any]) -> None:
-    """Source photos are read after G is built, and one that cannot be read is then a warning; when none
-    can be (a FIFO, a bomb, a folder ...), refuse now, before any model is built."""
-    problems = []
-    for photo in photos:
-        try:
-            check(photo, what="Source photo")
-        except EssenceError as exc:
-            problems.append(str(exc))
-    if photos and len(problems) == len(photos):
-        more = f" (and {len(problems) - 1} more unreadable photo(s))" if len(problems) > 1 else ""
-        raise EssenceError(f"{problems[0].rstrip('.')}{more}.")
 
 
 def text_stem(text: str, length: int = 40) -> str:

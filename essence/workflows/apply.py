@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from essence.core.config import MAX_TILE, ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
-from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
+from essence.method.photos import InversionSettings, check_inversion_settings, check_photos, invert_photos
 from essence.method.runconfig import MAX_ALPHA, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
@@ -192,6 +192,7 @@ def execute_apply(
     check_latent_files([(config.sources.latents, "Sources latent file")])
     if config.sources.photos:
         check_inversion_settings(config.inversion, reg, gen_config)
+        check_photos(config.sources.photos)
     stem = direction.metadata.get("target") or (
         direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
     )

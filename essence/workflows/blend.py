@@ -38,7 +38,7 @@ from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.runconfig import DEFAULT_COMPONENTS, DerivedSeeds, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
-from essence.method.photos import InversionSettings, check_inversion_settings
+from essence.method.photos import InversionSettings, check_inversion_settings, check_photos
 
 if TYPE_CHECKING:
     import torch
@@ -286,6 +286,7 @@ def prepare_blend(
     check_latent_files(latent_files(cfg))
     if cfg.sources.photos or (cfg.method == "stylegan" and not cfg.target_latent):
         check_inversion_settings(cfg.inversion, registry.get("generator", cfg.generator.name), gen_config)
+    check_photos(cfg.sources.photos)
     stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
     run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
     run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")
