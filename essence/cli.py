@@ -45,9 +45,12 @@ class EssenceGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         from essence.core.plugins import get_host
 
-        for error in get_host().errors:
+        host = get_host()
+        for error in host.errors:
             where = "failed to load" if error.stage in ("import", "register") else f"failed in {error.stage}()"
             _show_warning(f"Plugin {error.plugin!r} {where}: {error.error}. Other plugins still work.", None, "", 0)
+        for note in host.notes:
+            _show_warning(note, None, "", 0)
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             try:
@@ -115,11 +118,41 @@ def build_app() -> typer.Typer:
     from essence.core.errors import PluginLoadWarning
     from essence.core.plugins import get_host
 
+    host = get_host()
+    builtin = _command_names(app)
     with warnings.catch_warnings():
         # The group reports load errors itself when a command runs.
         warnings.simplefilter("ignore", PluginLoadWarning)
-        get_host().call_each("register_commands", lambda plugin: {"app": app})
+        for plugin in [impl.plugin_name for impl in host.pm.hook.register_commands.get_hookimpls()]:
+            before = (len(app.registered_commands), len(app.registered_groups))
+            host.call_each("register_commands", lambda name: {"app": app}, only=plugin)
+            _refuse_replacements(app, before, builtin, plugin, host)
     return app
+
+
+def _command_names(app: typer.Typer) -> set[str]:
+    names = {c.name or (c.callback.__name__.replace("_", "-") if c.callback else "") for c in app.registered_commands}
+    return names | {g.name or "" for g in app.registered_groups}
+
+
+def _refuse_replacements(app: typer.Typer, before: tuple[int, int], builtin: set[str], plugin: str, host: Any) -> None:
+    """Drop the commands ``plugin`` just added under a built-in command's name (it would replace it), with
+    a warning naming both; its other commands stay."""
+    from essence.core.plugins import PluginError
+
+    n_commands, n_groups = before
+    for registered, start in ((app.registered_commands, n_commands), (app.registered_groups, n_groups)):
+        for info in list(registered[start:]):
+            name = info.name or (info.callback.__name__.replace("_", "-") if getattr(info, "callback", None) else "")
+            if name in builtin:
+                registered.remove(info)
+                message = (
+                    f"it tried to replace the built-in command `essence {name}`; the plugin's command was left out "
+                    "(give it another name)"
+                )
+                error = PluginError(plugin, "register_commands", message)
+                if error not in host.errors:  # build_app may run more than once on one host
+                    host.errors.append(error)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,28 +10,60 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from essence.core.errors import ConfigError, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
+
+#: Settings nest at most this deep (a config is a few tables, not a tree): deeper data is refused.
+MAX_DEPTH = 32
+#: The largest float any setting may hold: tensors are float32, so larger values overflow to inf.
+MAX_FLOAT = 3.0e38
+#: Integers (seeds, counts) must fit in 64 bits with room for derived seeds (seed + 1000000 ...).
+MAX_INT = 2**63 - 1
+#: Upper bounds of sizes, so an absurd value is refused before anything is allocated.
+MAX_IMAGES = 10_000  # sources, held-out sources: 10 000 W+ latents of FFHQ are ~370 MB
+MAX_STEPS = 10_000_000
+MAX_TILE = 2048
 
 
 class Strict(BaseModel):
     """A settings model: unknown fields are an error. A subclass may accept a short form of itself
     (``generator = "name"``) by overriding :meth:`shorthand`."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
     @classmethod
     def shorthand(cls, value: Any) -> Any:
         """The long form (a dict) of a value that is not a dict; unchanged when there is no short form."""
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """``true`` where a number belongs (``--set sources.count=true``) is a mistake, not 1."""
+        if isinstance(value, bool) and info.field_name in cls.model_fields:
+            args = set(typing.get_args(cls.model_fields[info.field_name].annotation)) - {type(None)}
+            numeric = args or {cls.model_fields[info.field_name].annotation}
+            if numeric <= {int, float}:
+                raise ValueError(f"give a number, not {str(value).lower()}")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _representable(cls, value: Any) -> Any:
+        """A value parsed from text ("1e39", "99999999999999999999") is checked as the file's values are."""
+        problem = _value_problem(value, 0)
+        if problem:
+            raise ValueError(problem)
         return value
 
     @model_validator(mode="before")
@@ -43,7 +75,7 @@ class Strict(BaseModel):
 class ComponentConfig(Strict):
     """Base class of every component's configuration. Unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class EmptyConfig(ComponentConfig):
@@ -79,10 +111,57 @@ def validate_config(model: type[M], data: Mapping[str, Any] | M, what: str, hint
     """``data`` validated into ``model``; pydantic's report becomes one short ConfigError about ``what``."""
     if isinstance(data, model):
         return data
+    check_values(data, what)
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, model, what, hint)) from None
+
+
+def check_values(data: Any, what: str = "settings", where: str = "") -> None:
+    """Refuse, with a ConfigError naming the key, what no setting may hold: NaN, inf or floats that overflow
+    float32, integers beyond 64 bits, strings with NUL bytes, and data nested deeper than :data:`MAX_DEPTH`."""
+    _check_value(data, what, where, 0)
+
+
+def _check_value(value: Any, what: str, where: str, depth: int) -> None:
+    name = where or "(root)"
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"Invalid {what}: {name} is nested more than {MAX_DEPTH} levels deep; settings are flat tables.")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_value(item, what, f"{where}.{key}" if where else str(key), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_value(item, what, f"{where}[{i}]", depth + 1)
+    else:
+        problem = _value_problem(value, depth)
+        if problem:
+            raise ConfigError(f"Invalid {what}: {name}: {problem}.")
+
+
+def _value_problem(value: Any, depth: int) -> str:
+    """Why a plain value cannot be a setting, or ''. Containers are walked (to :data:`MAX_DEPTH`)."""
+    if depth > MAX_DEPTH:
+        return f"nested more than {MAX_DEPTH} levels deep"
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return f"{value!r} is not a finite number"
+        if abs(value) > MAX_FLOAT:
+            return f"{value:g} overflows float32 (at most {MAX_FLOAT:g})"
+    elif isinstance(value, int):
+        if abs(value) > MAX_INT:
+            return f"{value} does not fit in 64 bits (at most {MAX_INT})"
+    elif isinstance(value, str):
+        if "\x00" in value:
+            return "it holds a NUL character"
+    elif isinstance(value, Mapping):
+        return next((p for p in (_value_problem(v, depth + 1) for v in value.values()) if p), "")
+    elif isinstance(value, (list, tuple)):
+        return next((p for p in (_value_problem(v, depth + 1) for v in value) if p), "")
+    return ""
 
 
 def build_config(
@@ -96,6 +175,7 @@ def build_config(
     merged: dict[str, Any] = expand_shorthands(model, load_config_file(file)) if file is not None else {}
     for layer in (*layers, parse_set(list(sets))):
         if layer:
+            check_values(layer, what)  # before merging: the merge recurses as deep as the data
             merged = deep_merge(merged, expand_shorthands(model, layer))
     return validate_config(model, merged, what)
 
@@ -140,9 +220,13 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: write key=value, for example --set steps=300.")
         try:
             value = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = raw
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--set {item!r}: {key} must be a finite number.")
         parts = key.split(".")
+        if len(parts) > MAX_DEPTH:
+            raise ConfigError(f"--set {key[:60]}...: more than {MAX_DEPTH} levels of keys; settings are flat tables.")
         node = out
         for part in parts[:-1]:
             if not isinstance(node.get(part), dict):
@@ -157,8 +241,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"Config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
     suffix = p.suffix.lower()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {p} is not UTF-8 text (byte {exc.start}): save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {p}: {exc.strerror or exc}.") from None
     try:
         if suffix == ".json":
             data = json.loads(text)
@@ -172,10 +261,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"Config file {p}: use a .toml or .json file.")
     except ConfigError:
         raise
+    except RecursionError:
+        raise ConfigError(f"Config file {p} is nested too deeply; settings are flat tables.") from None
     except Exception as exc:
         raise ConfigError(f"Cannot parse config file {p}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Config file {p} must hold a table/object of settings.")
+    check_values(data, f"config file {p}")
     return data
 
 

@@ -67,6 +67,9 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
         self.errors: list[PluginError] = []
+        #: Warnings about the loading that are no plugin's failure (an unknown name in ESSENCE_LOAD_PLUGINS),
+        #: kept so that the CLI shows them too.
+        self.notes: list[str] = []
         self.trace = os.environ.get("ESSENCE_TRACE_PLUGINS", "") not in ("", "0")
         #: Tables built from the hooks on first use (the registry, the assets, ...), dropped with the host.
         self._tables: dict[str, Any] = {}
@@ -94,7 +97,9 @@ class PluginHost:
                 raise pluggy.PluginValidationError(
                     module, f"unknown hook {', '.join(unknown)} (not one of essence's hooks: a typo?)"
                 )
-        except Exception as exc:  # an invalid hookimpl: report it, keep the rest
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # an invalid hookimpl, sys.exit ...: report it, keep the rest
             self.fail(name, "register", exc)
             return
         hooks = sorted(
@@ -106,7 +111,7 @@ class PluginHost:
         self.plugins[name] = PluginInfo(name, getattr(module, "__name__", str(module)), version, builtin, hooks)
 
     def fail(self, plugin: str, stage: str, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        error = describe_failure(exc)
         details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         self.errors.append(PluginError(plugin, stage, error, details))
         where = "failed to load" if stage in ("import", "register") else f"failed in {stage}()"
@@ -118,26 +123,43 @@ class PluginHost:
         )
 
     # -- calling ---------------------------------------------------------------------------------
-    def call_each(self, hook_name: str, make_kwargs: Any) -> None:
+    def call_each(self, hook_name: str, make_kwargs: Any, *, only: str | None = None) -> None:
         """Call every implementation of a hook, in load order, attributing work and errors.
 
         ``make_kwargs(plugin_name)`` returns the arguments for that plugin, so callbacks know who
-        is registering. A plugin whose hook raises is reported and skipped; an EssenceError (such
-        as a duplicate name) is the user's to fix and propagates.
+        is registering. A plugin whose hook raises (sys.exit too; Ctrl-C still stops) is reported and
+        skipped; an EssenceError (such as a duplicate name) is the user's to fix and propagates. ``only``:
+        call just that plugin's implementation.
         """
         caller = getattr(self.pm.hook, hook_name)
         for impl in caller.get_hookimpls():
+            if only is not None and impl.plugin_name != only:
+                continue
             kwargs = make_kwargs(impl.plugin_name)
             start = time.perf_counter()
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
             except EssenceError:
                 raise
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # sys.exit, GeneratorExit ...: named and skipped
                 self.fail(impl.plugin_name, hook_name, exc)
             if self.trace:
                 ms = (time.perf_counter() - start) * 1000
                 print(f"essence trace: {hook_name}() in {impl.plugin_name} ({ms:.1f} ms)", file=sys.stderr)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for what a plugin raised at import or in a hook (``sys.exit(3)`` says so, not ``SystemExit: 3``).
+
+    Anything but Ctrl-C is contained there: a plugin that calls ``sys.exit`` or raises another BaseException
+    is named and skipped, and essence goes on."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    if not isinstance(exc, Exception):
+        return f"it raised {type(exc).__name__} (a BaseException){f': {exc}' if str(exc) else ''}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _selected_plugins() -> set[str] | None:
@@ -152,7 +174,9 @@ def load(builtins: tuple[str, ...] = BUILTIN_PLUGINS) -> PluginHost:
     for modname in builtins:
         try:
             module = importlib.import_module(modname)
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit, GeneratorExit ...: named and skipped
             host.fail(modname, "import", exc)
             continue
         host.add(module, modname, None, builtin=True)
@@ -167,18 +191,20 @@ def load(builtins: tuple[str, ...] = BUILTIN_PLUGINS) -> PluginHost:
         name = dist if dist not in host.plugins else f"{dist}:{ep.name}"
         try:
             module = ep.load()
-        except Exception as exc:
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # sys.exit, GeneratorExit ...: named and skipped
             host.fail(name, "import", exc)
             continue
         version = ep.dist.version if ep.dist is not None else None
         host.add(module, name, version, builtin=False)
     for missing in sorted((selected or set()) - seen):
-        warnings.warn(
+        note = (
             f"ESSENCE_LOAD_PLUGINS names {missing!r}, but no installed plugin has that name; "
-            "run `essence plugins` to see the installed ones.",
-            PluginLoadWarning,
-            stacklevel=2,
+            "run `essence plugins` to see the installed ones."
         )
+        host.notes.append(note)
+        warnings.warn(note, PluginLoadWarning, stacklevel=2)
     return host
 
 

@@ -27,6 +27,16 @@ KINDS: dict[str, str] = {
 }
 
 
+#: The attribute :meth:`Registration.build` sets on what it builds: "generator 'name' (plugin 'dist')".
+COMPONENT_LABEL = "essence_component"
+
+
+def component_label(component: Any, kind: str) -> str:
+    """How errors name a built component: its kind, registered name and plugin when the registry built it."""
+    label = getattr(component, COMPONENT_LABEL, None)
+    return f"The {label}" if isinstance(label, str) else f"The {kind} {type(component).__name__}"
+
+
 def plural(kind: str) -> str:
     return "losses" if kind == "loss" else kind if kind.endswith("s") else f"{kind}s"
 
@@ -93,7 +103,12 @@ class Registration:
     def build(self, **config: Any) -> Any:
         validated = self.validate(**config)
         self.ensure_available()
-        return self.factory(validated)
+        component = self.factory(validated)
+        try:  # who made it, for errors about what it returns (see component_label)
+            setattr(component, COMPONENT_LABEL, f"{self.kind} {self.name!r} (plugin {self.plugin!r})")
+        except Exception:  # a component with __slots__, frozen or validating: errors name its class
+            pass
+        return component
 
     def build_tiny(self) -> Any:
         return self.build(**(self.tiny or {}))

@@ -63,7 +63,7 @@ def load_latents(
 
     p = Path(path)
     if not p.is_file():
-        raise EssenceError(f"{what} not found: {p}")
+        _not_a_file(p, what)
     suffix = p.suffix.lower()
     if suffix not in LATENT_SUFFIXES:
         raise EssenceError(f"{what} {p}: unsupported format; use one of {', '.join(LATENT_SUFFIXES)}.")
@@ -91,11 +91,36 @@ def load_latents(
             f"{what} {p} has shape {tuple(ws.shape)}, but the generator needs {expected}: "
             "it was made for another generator."
         )
-    if not ws.is_floating_point():
-        raise EssenceError(f"{what} {p} holds {ws.dtype} values; expected floating-point latents.")
-    if not torch.isfinite(ws).all():
-        raise EssenceError(f"{what} {p} contains NaN or infinite values.")
-    return ws.float().contiguous()
+    return checked_values(ws, p, what).contiguous()
+
+
+def checked_values(t: torch.Tensor, p: Path | str, what: str, where: str = "", *, rows: str = "latents") -> torch.Tensor:
+    """``t`` as float32 once it is known to be usable: floating-point, not empty, and finite in float32
+    (a float64 value beyond float32's range is refused here, not turned into inf). Else an EssenceError
+    naming the file."""
+    import torch
+
+    if not t.is_floating_point():
+        raise EssenceError(f"{what} {p}{where} holds {t.dtype} values; expected floating-point {rows}.")
+    if t.numel() == 0:
+        raise EssenceError(f"{what} {p}{where} is empty (shape {tuple(t.shape)}): it holds no {rows}.")
+    t = t.detach().float()
+    finite = torch.isfinite(t)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise EssenceError(
+            f"{what} {p}{where} contains {bad} NaN or infinite value(s) in float32 (beyond +-3.4e38); "
+            "the file is corrupt or was written by a diverged optimisation."
+        )
+    return t
+
+
+def _not_a_file(p: Path, what: str) -> None:
+    """Why ``p`` (not a regular file) cannot be read: missing, a folder, or a device, FIFO or socket."""
+    if not p.exists():
+        raise EssenceError(f"{what} not found: {p}")
+    kind = "a folder" if p.is_dir() else "a device, FIFO or socket"
+    raise EssenceError(f"{what} {p} is {kind}, not a regular file.")
 
 
 def source_latents(generator: Any, sources: Any, seed: int) -> torch.Tensor:
@@ -241,7 +266,7 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
     (TargetCLIP's ``.npy``, a ``.pt``) with no metadata."""
     p = Path(path)
     if not p.is_file():
-        raise EssenceError(f"Direction file not found: {p}")
+        _not_a_file(p, "Direction file")
     if p.suffix.lower() != ".safetensors":
         b = load_latents(p, what="Direction file")
         if b.shape[0] != 1:
@@ -255,8 +280,8 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
             keys = set(fh.keys())
             if "b" not in keys:
                 raise EssenceError(f"{p} is not a direction file: it has no tensor 'b'.")
-            b = fh.get_tensor("b").float()
-            d = fh.get_tensor("d").float() if "d" in keys else None
+            b = fh.get_tensor("b")
+            d = fh.get_tensor("d") if "d" in keys else None
     except EssenceError:
         raise
     except Exception as exc:
@@ -266,6 +291,9 @@ def load_direction(path: str | os.PathLike[str]) -> Direction:
         raise EssenceError(f"Direction file {p}: its metadata 'config' is not a JSON table; is it a file essence wrote?")
     if b.dim() != 2:
         raise EssenceError(f"Direction file {p}: 'b' has shape {tuple(b.shape)}; expected (num_ws, w_dim).")
+    b = checked_values(b, p, "Direction file", " ('b')", rows="direction values")
+    if d is not None:
+        d = checked_values(d, p, "Direction file", " ('d')", rows="embedding values")
     return Direction(b=b, d=d, metadata=meta)
 
 

@@ -183,6 +183,8 @@ class Renderer:
         self.chunk = chunk
         self.precision = precision
         self._fn: Callable[[torch.Tensor], torch.Tensor] = self._embed
+        #: The first output of G and of C is checked (shape, dtype, finite) once, then never again.
+        self._checked = {"generator": False, "encoder": False}
         import torch
 
         if torch.device(generator.device).type == "cuda":
@@ -208,7 +210,26 @@ class Renderer:
     def embed(self, ws: torch.Tensor) -> torch.Tensor:
         """One pass (no chunking), differentiable when grad is enabled; float32 embeddings."""
         with self._autocast(ws.device.type):
+            if not all(self._checked.values()) and self.encoder is not None:
+                images = self._check_images(self.generator.synthesize(ws), ws)
+                return self._check_embeddings(self.encoder.embed(images), images).float()
             return self._fn(ws).float()
+
+    def _check_images(self, images: Any, ws: torch.Tensor) -> torch.Tensor:
+        """G's first output, checked once: ``(n, 3, H, W)`` floating-point, finite for finite latents."""
+        if not self._checked["generator"]:
+            check_output(self.generator, "generator", images, ws, lambda t: t.dim() == 4 and t.shape[1] == 3, "(n, 3, H, W)")
+            self._checked["generator"] = True
+        return images
+
+    def _check_embeddings(self, emb: Any, images: torch.Tensor) -> torch.Tensor:
+        """C's first output, checked once: ``(n, embed_dim)`` floating-point, finite for finite images."""
+        if not self._checked["encoder"]:
+            dim = getattr(self.encoder, "embed_dim", None)
+            fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
+            check_output(self.encoder, "encoder", emb, images, fits, f"(n, {dim if isinstance(dim, int) else 'embed_dim'})")
+            self._checked["encoder"] = True
+        return emb
 
     def slices(self, n: int) -> list[slice]:
         size = self.chunk or n
@@ -249,7 +270,10 @@ class Renderer:
         device = self.generator.device
         with torch.no_grad():
             return torch.cat(
-                [self.generator.synthesize(ws[s].to(device)).float().to(ws.device) for s in self.slices(ws.shape[0])]
+                [
+                    self._check_images(self.generator.synthesize(ws[s].to(device)), ws[s]).float().to(ws.device)
+                    for s in self.slices(ws.shape[0])
+                ]
             )
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -260,7 +284,36 @@ class Renderer:
             raise EssenceError("This renderer has no encoder: it renders images only.")
         device = self.generator.device
         with torch.no_grad():
-            return torch.cat([self.encoder.embed(images[s].to(device)).float() for s in self.slices(images.shape[0])])
+            return torch.cat(
+                [
+                    self._check_embeddings(self.encoder.embed(images[s].to(device)), images[s]).float()
+                    for s in self.slices(images.shape[0])
+                ]
+            )
+
+
+def check_output(component: Any, kind: str, out: Any, given: torch.Tensor, fits: Callable[[Any], bool], shape: str) -> None:
+    """Refuse what a plugin's component returned when it is not what the interface promises, with an
+    EssenceError naming the component and its plugin (called once per run, not per step)."""
+    import torch
+
+    from essence.core.registry import component_label
+
+    who = component_label(component, kind)
+    n = int(given.shape[0])
+    if not isinstance(out, torch.Tensor):
+        raise EssenceError(f"{who} returned {type(out).__name__}, not a tensor {shape}: a bug in that plugin.")
+    if not fits(out) or out.shape[0] != n:
+        raise EssenceError(
+            f"{who} returned shape {tuple(out.shape)} for {n} input(s); the interface is {shape}: a bug in that plugin."
+        )
+    if not out.is_floating_point():
+        raise EssenceError(f"{who} returned {out.dtype} values; expected floating-point: a bug in that plugin.")
+    if bool(torch.isfinite(given).all()) and not bool(torch.isfinite(out.detach()).all()):
+        raise EssenceError(
+            f"{who} returned NaN or infinite values for finite inputs: a bug in that plugin, broken weights, "
+            "or inputs far outside its range."
+        )
 
 
 # -- loss terms ------------------------------------------------------------------------------------
@@ -699,6 +752,13 @@ def embed_target(
     if not items and not texts:
         raise EssenceError("No target given: pass a target image (--target FILE) or a text (--target-text TEXT).")
     out = []
+    dim = getattr(encoder, "embed_dim", None)
+
+    def checked(emb: Any, rows: int) -> torch.Tensor:  # what the encoder made of a target, checked once
+        fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
+        check_output(encoder, "encoder", emb, torch.zeros(rows), fits, f"({rows}, {dim if isinstance(dim, int) else 'embed_dim'})")
+        return emb.float()
+
     with torch.no_grad():
         for item in items:
             if isinstance(item, torch.Tensor):
@@ -708,16 +768,16 @@ def embed_target(
                 x = item[None] if item.dim() == 3 else item
                 if x.dim() != 4:
                     raise EssenceError(f"A target tensor must be (3, R, R), (n, 3, R, R) or (T, D); got {tuple(item.shape)}.")
-                out.append(encoder.embed_preprocessed(x).float())
+                out.append(checked(encoder.embed_preprocessed(x), x.shape[0]))
             elif isinstance(item, Image.Image):
-                out.append(encoder.embed_pil(item).float())
+                out.append(checked(encoder.embed_pil(item), 1))
             elif isinstance(item, (str, os.PathLike)):
-                out.append(encoder.embed_file(item).float())
+                out.append(checked(encoder.embed_file(item), 1))
             else:
                 raise EssenceError(f"A target must be an image path, a PIL image or a tensor, not {type(item).__name__}.")
         if texts:
             device = out[0].device if out else None
-            emb = encoder.embed_text(texts).float()
+            emb = checked(encoder.embed_text(texts), len(texts))
             out.append(emb if device is None else emb.to(device))
     return torch.cat(out)
 

@@ -172,10 +172,24 @@ def build_inverter(settings: InversionSettings, generator: Any, generator_name: 
 # -- loading, aligning, inverting -----------------------------------------------------------------------
 
 
-def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
-    """``(path, image)`` for every photo that can be read, and one line for each that cannot."""
-    from PIL import Image
+def check_photos(photos: Sequence[str]) -> None:
+    """Photos are read after G is built (runs, apply, blends, invert), and one that cannot be read is then a
+    warning; when none can be (a FIFO, a bomb, a folder ...), refuse now, before any model is built."""
+    from essence.core.images import check_image_file
 
+    problems = []
+    for photo in photos:
+        try:
+            check_image_file(photo, what="Photo")
+        except EssenceError as exc:
+            problems.append(str(exc))
+    if photos and len(problems) == len(photos):
+        raise EssenceError("No photo could be used: " + " ".join(problems))
+
+
+def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
+    """``(path, image)`` for every photo that can be read, and one line for each that cannot (the kernel's
+    reader: folders, FIFOs, devices and decompression bombs are refused before decoding)."""
     from essence.core.images import load_image
 
     loaded, problems = [], []
@@ -184,8 +198,6 @@ def load_photos(paths: Sequence[str]) -> tuple[list[tuple[str, Image.Image]], li
             loaded.append((str(p), load_image(p)))
         except EssenceError as exc:
             problems.append(str(exc))
-        except Image.DecompressionBombError:
-            problems.append(f"{p}: more than {2 * Image.MAX_IMAGE_PIXELS} pixels, too large to open safely; downscale it first.")
     return loaded, problems
 
 

@@ -17,9 +17,14 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
+from essence.core.config import MAX_IMAGES, MAX_STEPS, ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
 from essence.core.errors import ConfigError, did_you_mean
 from essence.method.photos import InversionSettings
+
+
+#: The largest strength |alpha| of a direction anywhere (apply, sweep, held-out checks, eval): the paper's
+#: are about 1; far beyond, G(w + alpha b) leaves every generator's range and renders inf or NaN.
+MAX_ALPHA = 1000.0
 
 
 class DerivedSeeds:
@@ -35,7 +40,7 @@ class DerivedSeeds:
 
 
 class SourcesConfig(Strict):
-    count: int = Field(6, ge=1, description="Random sources drawn from `seed` (ignored with `latents`).")
+    count: int = Field(6, ge=1, le=MAX_IMAGES, description="Random sources drawn from `seed` (ignored with `latents`).")
     seed: Union[int, None] = Field(None, description="Seed of the random sources; default: the run's seed.")
     truncation: float = Field(0.7, description="Truncation psi of random sources, as the official code.")
     latents: Union[str, None] = Field(None, description="A latent file (N, num_ws, w_dim): all its rows are used.")
@@ -91,11 +96,13 @@ class CoefficientsConfig(Strict):
 
 
 class HeldoutConfig(Strict):
-    count: int = Field(8, ge=0, description="Fresh sources the direction never saw; 0 turns the check off.")
+    count: int = Field(8, ge=0, le=MAX_IMAGES, description="Fresh sources the direction never saw; 0 turns the check off.")
     seed: Union[int, None] = Field(None, description="Seed of the held-out sources; default: seed + 1000000.")
     truncation: float = 0.7
     latents: Union[str, None] = Field(None, description="A latent file of held-out sources instead of random ones.")
-    alpha: float = Field(1.0, description="Strength of the direction on held-out sources: G(w + alpha b).")
+    alpha: float = Field(
+        1.0, ge=-MAX_ALPHA, le=MAX_ALPHA, description="Strength of the direction on held-out sources: G(w + alpha b)."
+    )
 
 
 class AutoStopConfig(Strict):
@@ -109,7 +116,7 @@ class AutoStopConfig(Strict):
     every: int = Field(10, ge=1, description="Steps between held-out checks.")
     patience: int = Field(3, ge=1, description="Checks without improvement before the restart stops.")
     min_delta: float = Field(0.002, ge=0, description="Relative improvement of the held-out loss that counts.")
-    max_steps: int = Field(1000, ge=1, description="The steps `--steps auto` allows at most.")
+    max_steps: int = Field(1000, ge=1, le=MAX_STEPS, description="The steps `--steps auto` allows at most.")
 
     @classmethod
     def shorthand(cls, value: Any) -> Any:
@@ -150,7 +157,7 @@ class RunConfig(DerivedSeeds, Strict):
     inversion: InversionSettings = Field(
         default_factory=InversionSettings, description="How source photos and an init target become latents."
     )
-    steps: int = Field(1000, ge=1, description="Steps per restart; 'auto': stop on the held-out check (auto_stop).")
+    steps: int = Field(1000, ge=1, le=MAX_STEPS, description="Steps per restart; 'auto': stop on the held-out check (auto_stop).")
     auto_stop: AutoStopConfig = Field(default_factory=AutoStopConfig)
     lr: float = Field(0.2, ge=0)
     lr_schedule: Literal["ramp", "constant"] = Field(
@@ -168,10 +175,10 @@ class RunConfig(DerivedSeeds, Strict):
         "evaluated",
         description="evaluated: the direction that gave the lowest loss; post-update: the official rule.",
     )
-    restarts: int = Field(1, ge=1, description="Directions optimised from different random inits.")
+    restarts: int = Field(1, ge=1, le=1000, description="Directions optimised from different random inits.")
     heldout: HeldoutConfig = Field(default_factory=HeldoutConfig)
     apply_alpha: Union[float, None] = Field(
-        None, description="The strength to apply the direction with, written into its metadata: `essence apply` "
+        None, ge=-MAX_ALPHA, le=MAX_ALPHA, description="The strength to apply the direction with, written into its metadata: `essence apply` "
         "and `eval` use it unless given --alpha (None: 1.0)."
     )
     seed: int = 0

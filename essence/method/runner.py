@@ -25,7 +25,7 @@ from essence.core.images import save_image
 from essence.method.artifacts import save_direction, write_trace_csv
 from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
-from essence.method.photos import check_inversion_settings, invert_photos
+from essence.method.photos import check_inversion_settings, check_photos, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out, read_run_status
 from essence.method.runconfig import RunConfig, validate_run_config
 from essence.weights.resolve import check_available
@@ -119,6 +119,7 @@ def prepare(
         ("encoder", getattr(enc_reg.validate(**encoder_config), "weights", None)),
     ])
     targets = [load_image(t) for t in config.target]
+    check_photos(config.sources.photos)
     check_latent_files(latent_files(config))
     stem = Path(config.target[0]).stem if config.target else text_stem(config.target_text[0])
     run_dir = Path(out) if out is not None else (Path(config.out) if config.out else default_out(stem))
@@ -399,7 +400,21 @@ def start_run(
     engine = TransferOptimizer(
         generator, encoder, p.targets, sources, config=p.config, init=init, texts=p.config.target_text
     )
+    warn_one_source(p.config, int(engine.sources.shape[0]))
     return ActiveRun(p, engine, generator, encoder, callback=callback)
+
+
+def warn_one_source(config: RunConfig, count: int) -> None:
+    """A run on one source still works, but its consistency term has nothing to compare: say so."""
+    import warnings
+
+    if count == 1 and config.loss_weight("consistency") > 0:
+        warnings.warn(
+            "One source: consistency (the edit being the same for every source) is undefined with a single "
+            "source, so the direction is fitted to this one face; use --sources 2 or more.",
+            UserWarning,
+            stacklevel=2,
+        )
 
 
 def continue_run(

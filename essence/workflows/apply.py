@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator
 
-from essence.core.config import ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
+from essence.core.config import MAX_TILE, ComponentChoice, ComponentSpec, Strict, build_config, deep_merge
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
-from essence.method.photos import InversionSettings, check_inversion_settings, invert_photos
-from essence.method.runconfig import SourcesConfig
+from essence.method.photos import InversionSettings, check_inversion_settings, check_photos, invert_photos
+from essence.method.runconfig import MAX_ALPHA, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class ApplyConfig(Strict):
     )
     device: str = "auto"
     chunk: int = Field(8, ge=1, description="Most images per generator pass.")
-    tile: Union[int, None] = Field(None, ge=8, description="Tile size in the grid; default min(resolution, 256).")
+    tile: Union[int, None] = Field(None, ge=8, le=MAX_TILE, description="Tile size in the grid; default min(resolution, 256).")
     out: Union[str, None] = None
 
     @field_validator("alphas")
@@ -62,6 +62,8 @@ class ApplyConfig(Strict):
             raise ValueError(f"at most {MAX_ALPHAS} alphas")
         if not all(math.isfinite(a) for a in value):
             raise ValueError("alphas must be finite numbers")
+        if any(abs(a) > MAX_ALPHA for a in value):
+            raise ValueError(f"alphas must lie within +-{MAX_ALPHA:g} (beyond, every generator renders inf or NaN)")
         return value
 
     @property
@@ -198,6 +200,7 @@ def execute_apply(
     check_latent_files([(config.sources.latents, "Sources latent file")])
     if config.sources.photos:
         check_inversion_settings(config.inversion, reg, gen_config)
+        check_photos(config.sources.photos)
     stem = direction.metadata.get("target") or (
         direction_path.parent.name if direction_path.name == "direction.safetensors" else direction_path.stem
     )

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class BatchConfig(Strict):
     """How a batch is run (not what is computed: that is the run settings, the same for every target)."""
 
-    pack: int = Field(1, ge=1, description="Targets optimised at once per worker, in one batch of images.")
+    pack: int = Field(1, ge=1, le=256, description="Targets optimised at once per worker, in one batch of images.")
     executor: Literal["local", "ray"] = Field("local", description="local: this machine; ray: Ray actors.")
     workers: Union[int, None] = Field(
         None, ge=1, description="Workers (default: 1 locally; with Ray, one per GPU, or 1 without GPUs)."
@@ -34,7 +34,7 @@ class BatchConfig(Strict):
     threads: Union[int, None] = Field(None, ge=1, description="torch threads per worker (default: torch's).")
     ray_address: Union[str, None] = Field(None, description="An existing Ray cluster ('auto'); default: a local one.")
     retries: int = Field(2, ge=0, description="Times a pack is tried again on a new worker when its worker dies.")
-    sheet_sources: int = Field(4, ge=1, description="Held-out sources across the summary sheet.")
+    sheet_sources: int = Field(4, ge=1, le=64, description="Held-out sources across the summary sheet.")
 
 
 @dataclass

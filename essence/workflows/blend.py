@@ -29,12 +29,21 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from essence.core.config import ComponentSpec, Strict, build_config, deep_merge, expand_shorthands, validate_config
+from essence.core.config import (
+    MAX_IMAGES,
+    MAX_STEPS,
+    ComponentSpec,
+    Strict,
+    build_config,
+    deep_merge,
+    expand_shorthands,
+    validate_config,
+)
 from essence.core.devices import resolve_device
 from essence.core.errors import EssenceError
 from essence.method.runconfig import DEFAULT_COMPONENTS, DerivedSeeds, SourcesConfig
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out
-from essence.method.photos import InversionSettings, check_inversion_settings
+from essence.method.photos import InversionSettings, check_inversion_settings, check_photos
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +61,7 @@ BLEND_FILES = (
 class BlendHeldout(Strict):
     """Sources ``essence eval`` judges the method on (the same rule as a run's held-out sources)."""
 
-    count: int = Field(8, ge=0)
+    count: int = Field(8, ge=0, le=MAX_IMAGES)
     seed: Union[int, None] = Field(None, description="Default: seed + 1000000, as runs.")
     truncation: float = 0.7
     latents: Union[str, None] = None
@@ -68,7 +77,7 @@ class BlendConfig(DerivedSeeds, Strict):
     target_latent: Union[str, None] = Field(None, description="The target's W+ latent: one (num_ws, w_dim).")
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     weight: float = Field(0.5, description="How far towards the target: 0.5 is the average the paper uses.")
-    steps: int = Field(200, ge=1, description="CLIP blend and Gatys: Adam steps per source.")
+    steps: int = Field(200, ge=1, le=MAX_STEPS, description="CLIP blend and Gatys: Adam steps per source.")
     lr: float = Field(0.05, gt=0, description="CLIP blend and Gatys (on pixels in [-1, 1]): Adam's learning rate (constant).")
     features: ComponentSpec = Field(
         default_factory=lambda: ComponentSpec(name="vgg19"), description="Gatys: the feature network (vgg19; toy-clip-features)."
@@ -382,6 +391,7 @@ def prepare_blend(
     check_latent_files(latent_files(cfg))
     if cfg.sources.photos or (cfg.method == "stylegan" and not cfg.target_latent):
         check_inversion_settings(cfg.inversion, registry.get("generator", cfg.generator.name), gen_config)
+    check_photos(cfg.sources.photos)
     stem = Path(cfg.target[0]).stem if cfg.target else Path(str(cfg.target_latent)).stem
     run_dir = Path(out) if out is not None else (Path(cfg.out) if cfg.out else default_out(stem, kind=cfg.label))
     run_dir = prepare_out(run_dir, BLEND_FILES, overwrite=overwrite, what="a run")

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field
 
-from essence.core.config import ComponentSpec, Strict, build_config
+from essence.core.config import MAX_IMAGES, ComponentSpec, Strict, build_config
 from essence.core.devices import resolve_device
 from essence.core.errors import ConfigError, EssenceError
 from essence.method.rundir import check_latent_files, component_config
+from essence.method.runconfig import MAX_ALPHA
 
 if TYPE_CHECKING:
     import torch
@@ -37,10 +38,11 @@ DEFAULT_HELDOUT = 8
 
 
 class EvalHeldout(Strict):
-    count: Union[int, None] = Field(None, ge=1, description="Default: the run's held-out count (8 when it had none).")
+    count: Union[int, None] = Field(None, ge=1, le=MAX_IMAGES, description="Default: the run's held-out count (8 when it had none).")
     seed: Union[int, None] = Field(None, description="Default: the run's held-out seed.")
     alpha: Union[float, None] = Field(
-        None, description="Strength of a direction; default: its apply_alpha (a preset's), else the run's held-out alpha."
+        None, ge=-MAX_ALPHA, le=MAX_ALPHA,
+        description="Strength of a direction; default: its apply_alpha (a preset's), else the run's held-out alpha.",
     )
 
 

@@ -86,11 +86,9 @@ def _as_wplus(t: torch.Tensor, p: Path, what: str, where: str = "") -> torch.Ten
         t = t[None]
     if t.dim() != 3:
         raise EssenceError(f"{what} {p}{where} holds a tensor of shape {shape}; expected W+ latents (N, num_ws, w_dim).")
-    if not t.is_floating_point():
-        raise EssenceError(f"{what} {p}{where} holds {t.dtype} values; expected floating-point latents.")
-    if not torch.isfinite(t).all():
-        raise EssenceError(f"{what} {p}{where} contains NaN or infinite values.")
-    return t
+    from essence.method.artifacts import checked_values
+
+    return checked_values(t, p, what, where)
 
 
 def read_latents(path: str | os.PathLike[str], *, what: str = "Latent file") -> ImportedLatents:

@@ -20,7 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from essence.core.config import ComponentSpec, Strict, deep_merge, expand_shorthands
 from essence.core.errors import EssenceError
 from essence.method.artifacts import LATENT_SUFFIXES
-from essence.method.photos import InversionSettings, PhotoInversion, check_inversion_settings
+from essence.method.photos import InversionSettings, PhotoInversion, check_inversion_settings, check_photos
 from essence.method.runconfig import DEFAULT_COMPONENTS
 from essence.method.rundir import component_config, default_out, ensure_writable_dir
 
@@ -107,6 +107,7 @@ def execute_invert(
     device = resolve_device(config.device)
     gen_config = component_config(reg, config.generator.config, device)
     check_inversion_settings(config.inversion, reg, gen_config)
+    check_photos(config.photos)
     latents, sheet_path, record_path = invert_paths(config)
     existing = [p for p in (latents, sheet_path, record_path) if p.exists()]
     if existing and not overwrite:
