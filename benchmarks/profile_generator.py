@@ -22,13 +22,13 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
-def best_of(fn, repeat: int) -> float:
+def best_of(fn, repeat: int, clock) -> float:
     fn()
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -38,6 +38,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="un-instrumented timed runs; the best is kept")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--clock", choices=["wall", "cpu"], default="wall",
+        help="cpu: process CPU time, steadier than wall time on a shared machine (use with --threads 1)",
+    )
+    parser.add_argument("--keep-freed-memory", action="store_true", help="essence.core.perf.keep_freed_memory()")
     parser.add_argument("--peak-n", type=int, default=2048, help="side of the square sgemm that measures the peak")
     parser.add_argument("--no-torch-profiler", action="store_true", help="skip the torch.profiler top-ops table")
     parser.add_argument("--top", type=int, default=12, help="rows of the torch.profiler table")
@@ -48,15 +53,19 @@ def main() -> None:
     import essence
     from flopcount import OpMeter, matmul_peak
 
+    from essence.core.perf import keep_freed_memory
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    peak = matmul_peak(args.peak_n)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    peak = matmul_peak(args.peak_n, clock=clock)
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     print(
         f"torch {torch.__version__} | {platform.processor() or platform.machine()} | threads "
-        f"{torch.get_num_threads()} | batch {args.batch} | load {' '.join(f'{v:.2f}' for v in load)}"
+        f"{torch.get_num_threads()} | batch {args.batch} | {args.clock} clock | keep_freed_memory {kept} | load {' '.join(f'{v:.2f}' for v in load)}"
     )
-    print(f"fp32 matmul peak ({args.peak_n}^3 sgemm, best of 5): {peak:.1f} GFLOP/s")
+    print(f"fp32 matmul peak ({args.peak_n}^3 sgemm, best of 5, {args.clock} clock): {peak:.1f} GFLOP/s")
     for size in args.sizes:
         gen = essence.get_generator("stylegan2", weights="random", size=size, device="cpu")
         trainable = [n for n, p in gen.named_parameters() if p.requires_grad]
@@ -70,9 +79,9 @@ def main() -> None:
             w = ws.clone().requires_grad_(True)
             gen.synthesize(w).square().mean().backward()
 
-        fwd_wall = best_of(forward, args.repeat)
-        both_wall = best_of(forward_backward, args.repeat)
-        fwd_meter, both_meter = OpMeter(timed=True), OpMeter(timed=True)
+        fwd_wall = best_of(forward, args.repeat, clock)
+        both_wall = best_of(forward_backward, args.repeat, clock)
+        fwd_meter, both_meter = OpMeter(timed=True, clock=clock), OpMeter(timed=True, clock=clock)
         with fwd_meter:
             forward()
         w = ws.clone().requires_grad_(True)
