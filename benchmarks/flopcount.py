@@ -113,7 +113,7 @@ class OpMeter(TorchDispatchMode):
             kind = _conv_kind(w.shape, groups, transposed)
             return f"{kind} backward", fwd * (int(mask[0]) + int(mask[1]))
         if name in MATMUL:
-            a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
+            a = args[1] if name in ("addmm", "baddbmm") else args[0]
             return "matmul", 2.0 * _numel(out.shape) * a.shape[-1]
         if "scaled_dot_product" in name or "flash_attention" in name:
             q, k = args[0], args[1]
