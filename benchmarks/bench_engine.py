@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.against:
         from bench_generator import model_at, same_weights
 
+        if not hasattr(G, "arch") or not hasattr(G, "noises"):
+            parser.error(f"--against compares StyleGAN2 model.py revisions; {args.generator} is not a StyleGAN2 generator")
         G_old = same_weights(model_at(args.against), G)
         G_old.autocast_dtype, G_old.use_compile = G.autocast_dtype, G.use_compile
         for attr in ("alignment", "default_inverter", "weights_id"):
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.precision == "bf16"
         else torch.autocast(device_type=device.type, enabled=False)
     )
-    for _ in range(args.steps):
+    # The breakdown renders the whole batch at once: with --chunk (to bound memory) it is left out.
+    for _ in range(0 if args.chunk else args.steps):
         ws = search.shifted_ws()
         _sync(device)
         t0 = clock()
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print(f"{'part':<26}{'best s':>10}{'median s':>10}")
     for name, values in parts.items():
-        print(f"{name:<26}{min(values):>10.4f}{statistics.median(values):>10.4f}")
+        if values:
+            print(f"{name:<26}{min(values):>10.4f}{statistics.median(values):>10.4f}")
     print(f"{'engine step (total)':<26}{best:>10.4f}{median:>10.4f}")
     print(f"{'steps/s':<26}{1 / best:>10.2f}{1 / median:>10.2f}")
     if args.against:
