@@ -6,13 +6,66 @@ one warm-up. Examples::
     python benchmarks/bench_generator.py                        # 256 and 1024 px on the CPU
     python benchmarks/bench_generator.py --keep-freed-memory    # with glibc keeping freed memory
     python benchmarks/bench_generator.py --device cuda --dtype bfloat16 --compile
+    python benchmarks/bench_generator.py --against main --efficiency --keep-freed-memory
+
+``--against REV`` loads ``essence/plugins/generators/stylegan2/model.py`` as it is at git revision REV
+into its own module, gives it the same weights, and times it interleaved with the current model (old,
+new, old, new, ...), so before and after come from one process under the same load. ``--efficiency``
+counts the FLOPs from shapes (benchmarks/flopcount.py) and measures the fp32 matmul peak in the same
+process: GFLOP/s and % of peak per row.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
 import platform
+import subprocess
+import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+MODEL_PATH = "essence/plugins/generators/stylegan2/model.py"
+
+
+def model_at(rev: str):
+    """The StyleGAN2 model module as it is at git revision ``rev``, imported under its own name."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(
+        ["git", "-C", str(root), "show", f"{rev}:{MODEL_PATH}"], check=True, capture_output=True, text=True
+    ).stdout
+    name = f"_stylegan2_model_at_{abs(hash(rev))}"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = f"{rev}:{MODEL_PATH}"
+    sys.modules[name] = module
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    return module
+
+
+def same_weights(module, gen):
+    """A generator of ``module`` holding ``gen``'s weights, frozen and in eval mode like ``gen``."""
+    old = module.StyleGAN2Generator(gen.arch).requires_grad_(False).eval()
+    old.load_state_dict(gen.state_dict(), strict=True)
+    old.latent_avg = gen.latent_avg
+    return old.to(gen.device)
+
+
+def timed_pair(fns, repeat: int, sync, clock) -> list[float]:
+    """Best of ``repeat`` for each of ``fns``, run interleaved (one warm-up each)."""
+    for fn in fns:
+        fn()
+    sync()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            start = clock()
+            fn()
+            sync()
+            best[i] = min(best[i], clock() - start)
+    return best
 
 
 def reference_synthesis(gen, ws):
@@ -98,6 +151,8 @@ def main() -> None:
     parser.add_argument(
         "--reference", action="store_true", help="also time the reference's arithmetic on the same weights"
     )
+    parser.add_argument("--against", metavar="REV", help="also time model.py at git revision REV, interleaved")
+    parser.add_argument("--efficiency", action="store_true", help="GFLOP/s and %% of the fp32 matmul peak")
     args = parser.parse_args()
 
     import torch
@@ -113,6 +168,13 @@ def main() -> None:
         f"torch {torch.__version__} | {platform.processor() or platform.machine()} | threads {torch.get_num_threads()}"
         f" | keep_freed_memory {kept} | batch {args.batch} | best of {args.repeat} | {args.clock} clock"
     )
+    peak = None
+    if args.efficiency:
+        from flopcount import matmul_peak
+
+        peak = matmul_peak(clock=clock)
+        print(f"fp32 matmul peak (2048^3 sgemm, best of 5, this process, {args.clock} clock): {peak:.1f} GFLOP/s")
+    old_module = model_at(args.against) if args.against else None
     rows = []
     for size in args.sizes:
         gen = essence.get_generator(
@@ -130,9 +192,41 @@ def main() -> None:
             w = ws.clone().requires_grad_(True)
             gen.synthesize(w).square().mean().backward()
 
-        fwd = timed(forward, args.repeat, sync, clock) / args.batch
-        both = None if args.forward_only else timed(forward_backward, args.repeat, sync, clock) / args.batch
-        rows.append((size, str(device), args.dtype + (" +compile" if args.compile else ""), fwd, both))
+        flops = (None, None)
+        if args.efficiency:
+            from flopcount import count_flops
+
+            w = ws.clone().requires_grad_(True)
+            flops = (count_flops(forward)[0] / args.batch,
+                     count_flops(lambda: gen.synthesize(w).square().mean().backward())[0] / args.batch)
+        label = args.dtype + (" +compile" if args.compile else "")
+        if old_module is None:
+            fwd = timed(forward, args.repeat, sync, clock) / args.batch
+            both = None if args.forward_only else timed(forward_backward, args.repeat, sync, clock) / args.batch
+            rows.append((size, str(device), label, fwd, both, flops))
+        else:
+            old = same_weights(old_module, gen)
+            old.autocast_dtype, old.use_compile = gen.autocast_dtype, gen.use_compile
+            with torch.no_grad():
+                err = (old.synthesize(ws) - gen.synthesize(ws)).abs().max().item()
+
+            def old_forward():
+                with torch.no_grad():
+                    old.synthesize(ws)
+
+            def old_forward_backward():
+                w = ws.clone().requires_grad_(True)
+                old.synthesize(w).square().mean().backward()
+
+            fwd_old, fwd = timed_pair([old_forward, forward], args.repeat, sync, clock)
+            both_old, both = (None, None) if args.forward_only else timed_pair(
+                [old_forward_backward, forward_backward], args.repeat, sync, clock
+            )
+            rows.append((size, str(device), f"{label} @{args.against}", fwd_old / args.batch,
+                         None if both_old is None else both_old / args.batch, flops))
+            rows.append((size, str(device), f"{label} now ({err:.0e})", fwd / args.batch,
+                         None if both is None else both / args.batch, flops))
+            del old
         if args.reference:
             image = gen.synthesize(ws)
             err = (reference_synthesis(gen, ws) - image).abs().max().item()
@@ -147,13 +241,23 @@ def main() -> None:
 
             fwd = timed(ref_forward, args.repeat, sync, clock) / args.batch
             both = None if args.forward_only else timed(ref_forward_backward, args.repeat, sync, clock) / args.batch
-            rows.append((size, str(device), f"reference ({err:.0e})", fwd, both))
+            rows.append((size, str(device), f"reference ({err:.0e})", fwd, both, flops))
         del gen
 
-    print(f"{'size':>5} {'device':>8} {'precision':>18} {'forward s/img':>14} {'fwd+bwd s/img':>14}")
-    for size, device, prec, fwd, both in rows:
+    if peak is not None:  # the peak again at the end: the best of both, as the times are bests
+        peak = max(peak, matmul_peak(clock=clock))
+        print(f"fp32 matmul peak, best of start and end: {peak:.1f} GFLOP/s")
+    load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(f"load average at the end: {load}")
+    eff = "" if peak is None else f" {'GFLOP fwd':>10} {'fwd %peak':>10} {'fwd+bwd %peak':>14}"
+    print(f"{'size':>5} {'device':>8} {'precision':>26} {'forward s/img':>14} {'fwd+bwd s/img':>14}{eff}")
+    for size, device, prec, fwd, both, (f_fwd, f_both) in rows:
         both_s = "-" if both is None else f"{both:.3f}"
-        print(f"{size:>5} {device:>8} {prec:>18} {fwd:>14.3f} {both_s:>14}")
+        line = f"{size:>5} {device:>8} {prec:>26} {fwd:>14.3f} {both_s:>14}"
+        if peak is not None:
+            pct_both = "-" if both is None else f"{100 * f_both / 1e9 / both / peak:.0f}%"
+            line += f" {f_fwd / 1e9:>10.1f} {100 * f_fwd / 1e9 / fwd / peak:>9.0f}% {pct_both:>14}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ from essence.plugins.generators.stylegan2.config import Architecture, default_ch
 from essence.plugins.generators.stylegan2.model import (
     Blur,
     NoiseBiasLeakyReLU,
+    RGBProject,
     StyleGAN2Generator,
     Upsample,
     make_kernel,
+    row_products,
 )
 from essence.testing import check_component
 
@@ -241,6 +243,40 @@ def test_epilogue_gradients(layout, noise_batch):
     plain = F.leaky_relu(h + (0 if noise is None else noise * a[:, :, None, None]) + b[:, :, None, None], 0.2)
     assert torch.allclose(fn(*inputs), plain)
 
+
+
+@pytest.mark.parametrize("length", [20, 3072, 4096, 5000])
+def test_row_products_in_chunks_equal_the_batched_matmul(length):
+    gen = torch.Generator().manual_seed(1)
+    rows = torch.randn(2, 3, length, dtype=torch.float64, generator=gen)
+    flat = torch.randn(2, length, 5, dtype=torch.float64, generator=gen)
+    assert torch.allclose(row_products(rows, flat), torch.bmm(rows, flat))
+    assert torch.allclose(row_products(rows[:, :1], flat), torch.bmm(rows[:, :1], flat))
+
+
+@pytest.mark.parametrize("noise_batch", [None, 1])
+def test_epilogue_and_torgb_gradients_where_the_sums_are_chunked(noise_batch):
+    """At 64x64 the backward's sums over pixels run in chunks: the same gradients as plain autograd."""
+    gen = torch.Generator().manual_seed(2)
+    h = torch.randn(2, 8, 64, 64, dtype=torch.float64, generator=gen).contiguous(memory_format=torch.channels_last)
+    noise = None if noise_batch is None else torch.randn(1, 1, 64, 64, dtype=torch.float64, generator=gen)
+    a, b = (torch.randn(2, 8, dtype=torch.float64, generator=gen).requires_grad_(True) for _ in range(2))
+    up = torch.randn(2, 8, 64, 64, dtype=torch.float64, generator=gen)
+    out = NoiseBiasLeakyReLU.apply(h.clone(), noise, a, b)
+    used = (b,) if noise is None else (a, b)
+    ours = torch.autograd.grad((out * up).sum(), used)
+    plain = F.leaky_relu(h + (0 if noise is None else noise * a[:, :, None, None]) + b[:, :, None, None], 0.2)
+    want = torch.autograd.grad((plain * up).sum(), used)
+    assert all(torch.allclose(o, w) for o, w in zip(ours, want))
+
+    x = torch.randn(2, 4096, 8, dtype=torch.float64, generator=gen).requires_grad_(True)
+    weight = torch.randn(2, 3, 8, dtype=torch.float64, generator=gen).requires_grad_(True)
+    grad = torch.randn(2, 4096, 3, dtype=torch.float64, generator=gen)
+    ours = torch.autograd.grad((RGBProject.apply(x, weight) * grad).sum(), (x, weight))
+    want = torch.autograd.grad((torch.bmm(x, weight.transpose(1, 2)) * grad).sum(), (x, weight))
+    assert all(torch.allclose(o, w) for o, w in zip(ours, want))
+    small = (torch.randn(1, 20, 4, dtype=torch.float64), torch.randn(1, 3, 4, dtype=torch.float64))
+    assert torch.autograd.gradcheck(RGBProject.apply, tuple(t.requires_grad_(True) for t in small))
 
 # -- presets and registrations ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["stylegan2", "stylegan2-ffhq", "stylegan2-church"])
