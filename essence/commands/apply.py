@@ -79,7 +79,7 @@ def _apply(
     try:
         outcome = execute_apply(
             config, overwrite=overwrite, command=command, progress=display.stage("inversion"),
-            rendered=display.counter("rendering", f"rendering {len(config.alphas)} alphas"),
+            rendered=display.counter("rendering", "rendering {total} alphas"),
         )
     finally:
         display.stop()

@@ -66,8 +66,11 @@ class StageProgress:
         )
 
     def counter(self, stage: str, description: str | None = None) -> Any:
-        """``count(done, total)`` for a stage without a loss (rendering a grid, judging runs)."""
-        return lambda done, total: self.advance(stage, done, total, description=description)
+        """``count(done, total)`` for a stage without a loss (rendering a grid, judging runs); ``{total}`` in
+        ``description`` becomes the count (known only once the work starts)."""
+        return lambda done, total: self.advance(
+            stage, done, total, description=description.replace("{total}", str(total)) if description else None
+        )
 
     def update(self, stage: str, step: int, steps: int, loss: float) -> None:
         self.advance(stage, step + 1, steps, f"loss {loss:.4f}")
