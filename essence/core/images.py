@@ -9,7 +9,7 @@ import stat
 import struct
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from essence.core.errors import EssenceError
 
@@ -91,24 +91,12 @@ def read_image(
     truncated, or larger than ``max_pixels`` by its header (None: no limit beyond PIL's own), before
     decoding any pixel.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     p = Path(path)
     with open_regular_file(p, what) as fh:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fh)
-        except Image.DecompressionBombError:
-            raise EssenceError(_too_large(p, None, max_pixels)) from None
-        except UnidentifiedImageError:
-            raise EssenceError(f"Not an image file (or an unsupported format): {p}") from None
-        except (OSError, ValueError, SyntaxError, struct.error) as exc:
-            raise EssenceError(f"Cannot read image {p}: {exc}.") from None
-        with img:
+        with _open_header(fh, p, max_pixels) as img:
             width, height = img.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise EssenceError(_too_large(p, (width, height), max_pixels))
             try:
                 orientation = int(img.getexif().get(0x0112, 1) or 1)
             except (OSError, ValueError, TypeError, SyntaxError, struct.error):  # a broken EXIF block: keep the pixels
@@ -150,24 +138,31 @@ def check_image_file(
 ) -> tuple[int, int]:
     """The (width, height) of an image file from its header, with every check of :func:`read_image` that
     needs no decoding (a regular file, an image, not a bomb): cheap, for checking inputs before any work."""
+    p = Path(path)
+    with open_regular_file(p, what) as fh, _open_header(fh, p, max_pixels) as img:
+        return img.size
+
+
+def _open_header(fh: Any, p: Path, max_pixels: int | None) -> Image.Image:
+    """``Image.open`` of an open file (the header only, no pixel decoded), refusing a non-image, a
+    broken header and an image larger than ``max_pixels`` (or PIL's bomb limit) with one line naming ``p``."""
     from PIL import Image, UnidentifiedImageError
 
-    p = Path(path)
-    with open_regular_file(p, what) as fh:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(fh) as img:
-                    size = img.size
-        except Image.DecompressionBombError:
-            raise EssenceError(_too_large(p, None, max_pixels)) from None
-        except UnidentifiedImageError:
-            raise EssenceError(f"Not an image file (or an unsupported format): {p}") from None
-        except (OSError, ValueError, SyntaxError, struct.error) as exc:
-            raise EssenceError(f"Cannot read image {p}: {exc}.") from None
-    if max_pixels is not None and size[0] * size[1] > max_pixels:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(fh)
+    except Image.DecompressionBombError:
+        raise EssenceError(_too_large(p, None, max_pixels)) from None
+    except UnidentifiedImageError:
+        raise EssenceError(f"Not an image file (or an unsupported format): {p}") from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        raise EssenceError(f"Cannot read image {p}: {exc}.") from None
+    if max_pixels is not None and img.size[0] * img.size[1] > max_pixels:
+        size = img.size
+        img.close()
         raise EssenceError(_too_large(p, size, max_pixels))
-    return size
+    return img
 
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
