@@ -225,9 +225,7 @@ class Renderer:
     def _check_embeddings(self, emb: Any, images: torch.Tensor) -> torch.Tensor:
         """C's first output, checked once: ``(n, embed_dim)`` floating-point, finite for finite images."""
         if not self._checked["encoder"]:
-            dim = getattr(self.encoder, "embed_dim", None)
-            fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
-            check_output(self.encoder, "encoder", emb, images, fits, f"(n, {dim if isinstance(dim, int) else 'embed_dim'})")
+            check_embeddings(self.encoder, emb, images)
             self._checked["encoder"] = True
         return emb
 
@@ -290,6 +288,13 @@ class Renderer:
                     for s in self.slices(images.shape[0])
                 ]
             )
+
+
+def check_embeddings(encoder: Any, emb: Any, given: torch.Tensor) -> None:
+    """:func:`check_output` for an encoder: ``(n, embed_dim)`` for the ``n`` inputs ``given``."""
+    dim = getattr(encoder, "embed_dim", None)
+    fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
+    check_output(encoder, "encoder", emb, given, fits, f"(n, {dim if isinstance(dim, int) else 'embed_dim'})")
 
 
 def check_output(component: Any, kind: str, out: Any, given: torch.Tensor, fits: Callable[[Any], bool], shape: str) -> None:
@@ -752,11 +757,9 @@ def embed_target(
     if not items and not texts:
         raise EssenceError("No target given: pass a target image (--target FILE) or a text (--target-text TEXT).")
     out = []
-    dim = getattr(encoder, "embed_dim", None)
 
     def checked(emb: Any, rows: int) -> torch.Tensor:  # what the encoder made of a target, checked once
-        fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
-        check_output(encoder, "encoder", emb, torch.zeros(rows), fits, f"({rows}, {dim if isinstance(dim, int) else 'embed_dim'})")
+        check_embeddings(encoder, emb, torch.zeros(rows))
         return emb.float()
 
     with torch.no_grad():
@@ -922,6 +925,7 @@ class TransferOptimizer:
         self.target_weights = None if weights is None else weights.to(generator.device)
         self.sources = resolve_sources(generator, sources, cfg)
         self.heldout_ws = resolve_heldout(generator, heldout, cfg)
+        self._heldout_embeddings: torch.Tensor | None = None
         self.source_embeddings = self.renderer.embed_nograd(self.sources)
         #: G(w_s), only when a loss term asked for it (they do not depend on b: rendered once).
         self.source_images = self.renderer.images(self.sources) if "source_images" in needs_of(self.terms) else None
@@ -961,6 +965,16 @@ class TransferOptimizer:
         self.status = "completed"
         return None
 
+    def heldout_report(self, direction: torch.Tensor) -> dict[str, Any]:
+        """The held-out check of ``direction`` (``--steps auto`` runs it every few steps, every restart at its
+        end); the held-out sources' embeddings do not depend on b, so they are computed once."""
+        if self._heldout_embeddings is None:
+            self._heldout_embeddings = self.renderer.embed_nograd(self.heldout_ws)
+        return evaluate_direction(
+            self.renderer, self.terms, self.target, self.heldout_ws, direction, alpha=self.config.heldout.alpha,
+            source_embeddings=self._heldout_embeddings, target_weights=self.target_weights,
+        )
+
     def after_step(self, s: DirectionSearch, record: TraceRecord | NonFiniteError, seconds: float) -> None:
         """Book one step of the search ``s``: its time and the callback, or the non-finite stop."""
         if isinstance(record, NonFiniteError):
@@ -970,10 +984,7 @@ class TransferOptimizer:
         self.steps_run += 1
         rule = self.config.auto_stop
         if rule.enabled and self.heldout_ws is not None and s.step_index % rule.every == 0 and not s.done:
-            report = evaluate_direction(
-                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha,
-                target_weights=self.target_weights,
-            )
+            report = self.heldout_report(s.best)
             s.auto_stop_check(float(report["loss"]))
         if self.callback is not None:
             self.callback(
@@ -991,10 +1002,7 @@ class TransferOptimizer:
     def _finish(self, s: DirectionSearch, status: str) -> RestartResult:
         heldout = None
         if status == "completed" and self.heldout_ws is not None:
-            report = evaluate_direction(
-                self.renderer, self.terms, self.target, self.heldout_ws, s.best, alpha=self.config.heldout.alpha,
-                target_weights=self.target_weights,
-            )
+            report = self.heldout_report(s.best)
             heldout = {"seed": self.config.heldout_seed if self.config.heldout.latents is None else None, **report}
         with_best = self.renderer.embed_nograd(self.sources + s.best[None])
         return RestartResult(
