@@ -136,3 +136,17 @@ def test_console_entry_point_exit_code():
 @pytest.mark.parametrize("kind", ["generators", "encoders", "losses"])
 def test_list_kinds_each(cli, kind):
     assert cli("list", kind).exit_code == 0
+
+
+def test_the_preset_options_name_every_preset():
+    """`essence run --help` and `essence compare --help` list every preset of presets.json."""
+    from importlib.resources import files
+
+    presets = json.loads(files("essence.method").joinpath("presets.json").read_text())
+    for command in ("run", "compare"):
+        shown = subprocess.run(
+            [sys.executable, "-m", "essence", command, "--help"], capture_output=True, text=True,
+            env={**os.environ, "COLUMNS": "400"}, check=True,
+        ).stdout
+        missing = [name for name in presets if name not in shown]
+        assert not missing, f"essence {command} --help does not name {missing}"

@@ -22,7 +22,9 @@ EXIT_INTERRUPTED = 130
 # The settings ``essence run`` and ``essence batch`` share (one definition, one help text).
 GENERATOR = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators).")
 ENCODER = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders).")
-PRESET = typer.Option(None, "--preset", "-p", help="paper (default), paper-ood or targetclip.")
+PRESET = typer.Option(
+    None, "--preset", "-p", help="paper (default), paper-ood, targetclip; ours: essence-in (in-domain), essence-ood (out-of-domain)."
+)
 STEPS = typer.Option(
     None, "--steps", help="Optimisation steps per restart, or 'auto': stop when the held-out loss stops improving "
     "(at most auto_stop.max_steps, 1000; see docs/method.md)."
