@@ -90,13 +90,14 @@ def test_apply_alpha_is_recorded_and_used_by_apply_and_eval(doubles, target_file
 
 def test_a_direction_without_apply_alpha_applies_at_one(doubles, target_file, tmp_path):
     out = tmp_path / "run"
-    assert invoke("run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 2, "--heldout", 2, "-o", out, "-q").exit_code == 0
+    assert invoke("run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 2, "--heldout", 2,
+                  "--preset", "paper", "-o", out, "-q").exit_code == 0
     assert essence.load_direction(out / "direction.safetensors").apply_alpha is None
     assert invoke("apply", "-d", out, "--sources", 1, "-o", tmp_path / "a", "-q").exit_code == 0
     assert json.loads((tmp_path / "a" / "apply.json").read_text())["alphas"] == [0.0, 1.0]
 
 
 def test_init_target_with_only_text_targets_is_a_clean_error(doubles, tmp_path):
-    result = invoke("run", "-g", "tiny-gen", "-e", "tiny-enc", "--target-text", "a red circle", "--preset", "essence-in",
+    result = invoke("run", "-g", "tiny-gen", "-e", "tiny-enc", "--target-text", "a red circle", "--init", "target",
                     "-o", tmp_path / "r")
     assert result.exit_code == 2 and "--init zeros" in result.output and "Traceback" not in result.output

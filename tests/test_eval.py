@@ -65,7 +65,7 @@ def test_a_zero_direction_transfers_nothing_and_its_consistency_is_undefined(tra
 
 def test_eval_agrees_with_the_runs_own_heldout_report(trained_and_zero):
     run, _ = trained_and_zero
-    report = json.loads(invoke("eval", run, "--json").stdout)
+    report = json.loads(invoke("eval", run, "--json", "--alpha", 1).stdout)  # the run's check is at alpha 1
     (judged,) = report["runs"]
     heldout = json.loads((run / "metrics.json").read_text())["heldout"]
     assert judged["heldout"] == {"count": 4, "seed": heldout["seed"], "truncation": 0.7, "latents": None, "alpha": 1.0}
@@ -89,7 +89,7 @@ def test_heldout_sources_from_a_latent_file(doubles, target_file, tmp_path):
     run = tmp_path / "run"
     args = ["run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 3, "-o", run, "-q"]
     assert invoke(*args, "--set", f"heldout.latents={tmp_path / 'faces.pt'}").exit_code == 0
-    judged = json.loads(invoke("eval", run, "--json").stdout)["runs"][0]
+    judged = json.loads(invoke("eval", run, "--json", "--alpha", 1).stdout)["runs"][0]
     assert judged["heldout"]["latents"] == str(tmp_path / "faces.pt") and judged["heldout"]["count"] == 3
     heldout = json.loads((run / "metrics.json").read_text())["heldout"]
     assert records(judged)[("target-similarity", "run")]["value"] == pytest.approx(1 - heldout["transfer"], abs=1e-5)
@@ -159,8 +159,8 @@ def test_a_plugin_adds_metrics(install_plugin, one_thread, target_file, tmp_path
     (judged,) = json.loads(result.stdout)["runs"]
     shift = [r for r in judged["metrics"] if r["metric"] == "latent-shift"]
     assert len(shift) == 1 and shift[0]["encoder"] is None  # called once: it has no encoder
-    b = essence.load_direction(run / "direction.safetensors").b
-    assert shift[0]["value"] == pytest.approx(float(b.norm()), rel=1e-5)
+    direction = essence.load_direction(run / "direction.safetensors")  # eval applies it at its apply_alpha
+    assert shift[0]["value"] == pytest.approx(direction.apply_alpha * float(direction.b.norm()), rel=1e-5)
     undefined = [r for r in judged["metrics"] if r["metric"] == "undefined"]
     assert len(undefined) == 2 and all(r["value"] is None for r in undefined)  # once per encoder, never NaN
     from essence.testing import check_component

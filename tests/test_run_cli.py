@@ -39,7 +39,7 @@ def test_run_writes_every_artifact(doubles, target_file, tmp_path):
     for name in ("direction.safetensors", "config.json", "trace.csv", "metrics.json", "sheet.png", "heldout_sheet.png", "loss.png"):
         assert (out / name).is_file(), name
     assert not (out / "checkpoint.pt").exists()
-    n = 6  # the paper preset's sources
+    n = 32  # the default preset's (essence-in) sources
     assert sorted(p.name for p in (out / "images").glob("source_*.png")) == [f"source_{i:02d}.png" for i in range(n)]
     assert len(list((out / "images").glob("heldout_result_*.png"))) == 3
 
@@ -61,7 +61,10 @@ def test_run_writes_every_artifact(doubles, target_file, tmp_path):
     assert (meta["generator"], meta["encoder"], meta["num_ws"]) == ("tiny-gen", "tiny-enc", generator.num_ws)
     assert meta["generator_weights_id"] == generator.weights_id and meta["essence_version"] == essence.__version__
     assert validate_run_config(meta["config"]) == config
-    again = essence.optimize_direction(generator, encoder, target_file, config=config)
+    # init 'auto' inverted the target (tiny-gen has an inverter): config.json says so, and the start is kept
+    assert (config.init.mode, config.init.auto) == ("target", "the target image was inverted")
+    start = essence.load_latents(out / "init.safetensors")
+    again = essence.optimize_direction(generator, encoder, target_file, config=config, init=start)
     assert torch.equal(direction.b, again.direction)
     assert torch.allclose(direction.d, again.embedding_direction)
 
@@ -75,7 +78,7 @@ def test_config_file_set_and_quiet(doubles, target_file, tmp_path):
     )
     result = invoke("run", "--config", path, "--steps", 4, "--set", "sources.count=3", "--set", "seed=2", "--quiet")
     assert result.exit_code == 0, result.output
-    assert result.output == ""
+    assert [line for line in result.output.splitlines() if not line.startswith("Warning:")] == []  # warnings only
     config = json.loads((out / "config.json").read_text())
     assert (config["steps"], config["sources"]["count"], config["seed"]) == (4, 3, 2)
     assert len((out / "trace.csv").read_text().splitlines()) == 1 + 4

@@ -158,11 +158,22 @@ def test_a_generator_with_wrong_output_is_named_with_its_plugin(install_plugin, 
     install_plugin("essence-badgen", "essence_badgen", _generator_plugin(expr))
     engine_doubles.install()
     result = invoke("run", "-g", "bad-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 2, "--heldout", 0,
-                    "--sources", 6, "-o", tmp_path / "run", "-q")
+                    "--sources", 6, "--init", "random", "-o", tmp_path / "run", "-q")
     assert result.exit_code == 2, result.output
     text = flat(result.output)
     assert "The generator 'bad-gen' (plugin 'essence-badgen')" in text and words in text, text
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("case", ["uint8 images", "a list", "one channel"])
+def test_a_broken_generator_is_named_before_the_target_is_inverted(install_plugin, target_file, tmp_path, case):
+    """The default init ('auto') inverts the target with the generator's inverter, which calls G itself."""
+    install_plugin("essence-badgen", "essence_badgen", _generator_plugin(BAD_GENERATORS[case][0]))
+    engine_doubles.install()
+    result = invoke("run", "-g", "bad-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 2, "--heldout", 0,
+                    "--sources", 2, "-o", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "The generator 'bad-gen' (plugin 'essence-badgen')" in flat(result.output)
 
 
 def test_apply_checks_the_generator_too(install_plugin, tmp_path):

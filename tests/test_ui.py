@@ -325,7 +325,8 @@ def test_compare_applies_every_direction_to_the_first_runs_sources_otherwise(run
     tile = sheet_tile(32)
     figure = runs_tab.compare_runs(runs, ["a", "nested/c"], cache)
     g = essence.get_generator("toy-sprites")
-    ws = g.sample_ws(6, seed=0, truncation=0.7)  # run a's sources (seed 0)
+    count = json.loads((runs / "a" / "config.json").read_text())["sources"]["count"]
+    ws = g.sample_ws(count, seed=0, truncation=0.7)  # run a's sources (seed 0)
     rows = []
     with torch.no_grad():
         sources = to_pil(g.synthesize(ws))

@@ -33,3 +33,49 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     elif device.type != "cpu":
         raise EssenceError(f"Device type {device.type!r} is not supported; use 'cpu', 'cuda' or 'mps'.")
     return device
+
+
+def available_memory(device: str | torch.device) -> int | None:
+    """Bytes free for new tensors on ``device``: a CUDA GPU's free memory, or on a Linux CPU the memory the
+    kernel says is available (``MemAvailable``), within the cgroup's limit when there is one; None when it
+    cannot be told (macOS, MPS)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        try:
+            return int(torch.cuda.mem_get_info(device)[0])
+        except (RuntimeError, AssertionError):
+            return None
+    if device.type != "cpu":
+        return None
+    free = _meminfo_available()
+    limit = _cgroup_headroom()
+    if free is None:
+        return limit
+    return free if limit is None else min(free, limit)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _cgroup_headroom() -> int | None:
+    """cgroup v2: memory.max minus memory.current, when a limit is set."""
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
+            current = int(f.read().strip())
+        return max(0, int(limit) - current)
+    except (OSError, ValueError):
+        return None

@@ -218,7 +218,7 @@ class Renderer:
     def _check_images(self, images: Any, ws: torch.Tensor) -> torch.Tensor:
         """G's first output, checked once: ``(n, 3, H, W)`` floating-point, finite for finite latents."""
         if not self._checked["generator"]:
-            check_output(self.generator, "generator", images, ws, lambda t: t.dim() == 4 and t.shape[1] == 3, "(n, 3, H, W)")
+            check_images(self.generator, images, ws)
             self._checked["generator"] = True
         return images
 
@@ -295,6 +295,20 @@ def check_embeddings(encoder: Any, emb: Any, given: torch.Tensor) -> None:
     dim = getattr(encoder, "embed_dim", None)
     fits = lambda t: t.dim() == 2 and (not isinstance(dim, int) or t.shape[1] == dim)  # noqa: E731
     check_output(encoder, "encoder", emb, given, fits, f"(n, {dim if isinstance(dim, int) else 'embed_dim'})")
+
+
+def check_images(generator: Any, images: Any, ws: torch.Tensor) -> None:
+    """G's output for ``ws``: ``(n, 3, H, W)`` floating-point, finite for finite latents (:func:`check_output`)."""
+    check_output(generator, "generator", images, ws, lambda t: t.dim() == 4 and t.shape[1] == 3, "(n, 3, H, W)")
+
+
+def check_generator(generator: Any) -> None:
+    """G's output on one random latent, checked before something other than the renderer (an inverter) uses G."""
+    import torch
+
+    with torch.no_grad():
+        ws = generator.sample_ws(1, seed=0)
+        check_images(generator, generator.synthesize(ws), ws)
 
 
 def check_output(component: Any, kind: str, out: Any, given: torch.Tensor, fits: Callable[[Any], bool], shape: str) -> None:
@@ -865,6 +879,26 @@ def resolve_heldout(generator: Generator, heldout: Any, config: RunConfig) -> to
     return resolve_sources(generator, heldout, config)
 
 
+#: Bytes a differentiable pass of G and C takes per image pixel (activations kept for the backward pass),
+#: measured on the CPU with the FFHQ-1024 generator and ViT-B/32 (benchmarks/bench_engine.py --sources 6
+#: and --sources 32 --chunk 4: peak 9.72 and 6.93 GiB, about 1.37 GiB per 1024-px image above the models).
+BYTES_PER_PIXEL = 1400
+#: The share of the free memory a run's images may take when ``chunk`` is not given.
+MEMORY_SHARE = 0.5
+
+
+def memory_chunk(generator: Generator, free: int | None = None) -> int | None:
+    """The most images per differentiable pass that fit in ``MEMORY_SHARE`` of the free memory on the
+    generator's device (``chunk`` when the config gives none); None when the free memory cannot be told."""
+    from essence.core.devices import available_memory
+
+    free = available_memory(generator.device) if free is None else free
+    resolution = getattr(generator, "resolution", None)
+    if free is None or not isinstance(resolution, int) or resolution <= 0:
+        return None
+    return max(1, int(free * MEMORY_SHARE) // (BYTES_PER_PIXEL * resolution * resolution))
+
+
 def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: int) -> tuple[torch.Tensor, int | None]:
     """b's start ``(num_ws, w_dim)`` and the seed it came from (None when not random)."""
     import torch
@@ -873,6 +907,8 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
 
     if init is None:
         init = config.init.path if config.init.mode == "file" else config.init.mode
+    if isinstance(init, str) and init == "auto":  # nothing inverted the target here (`essence run` does): the
+        init = "random"  # fallback, the paper's start (a zero start makes the first consistency gradient noise)
     if isinstance(init, str) and init == "random":
         seed = config.init_seed(restart)
         return generator.sample_ws(1, seed=seed, truncation=config.init.truncation)[0], seed
@@ -918,7 +954,8 @@ class TransferOptimizer:
         self.init = init
         if init is not None and not isinstance(init, str) and cfg.restarts > 1:
             raise EssenceError("Restarts need different inits: use init='random' with restarts > 1.")
-        self.renderer = Renderer(generator, encoder, chunk=cfg.chunk, precision=cfg.precision, compile=cfg.compile)
+        chunk = cfg.chunk if cfg.chunk is not None else memory_chunk(generator)
+        self.renderer = Renderer(generator, encoder, chunk=chunk, precision=cfg.precision, compile=cfg.compile)
         self.terms = build_terms(cfg)
         self.target = embed_target(encoder, target, texts).to(generator.device)
         weights = target_weights(cfg.target_weights, self.target.shape[0])

@@ -56,12 +56,15 @@ class SourcesConfig(Strict):
 
 
 class InitConfig(Strict):
-    mode: Literal["random", "zeros", "file", "target"] = Field(
+    mode: Literal["auto", "random", "zeros", "file", "target"] = Field(
         "random",
         description="random: a truncated random latent, as the official code; zeros; file: `path`; target: the "
-        "inverted target (in-domain targets).",
+        "inverted target (in-domain targets); auto: target when the target image can be inverted here, else random.",
     )
     path: Union[str, None] = None
+    auto: Union[str, None] = Field(
+        None, max_length=2000, description="Written by a run whose init was 'auto': why it chose this mode."
+    )
     seed: Union[int, None] = Field(None, description="Seed of a random init; default: seed + 2000000 + restart.")
     truncation: float = 0.7
 
@@ -70,7 +73,7 @@ class InitConfig(Strict):
         """``"random"``, ``"zeros"`` or a latent file's path."""
         if not isinstance(value, str):
             return value
-        named = value in ("random", "zeros", "target")
+        named = value in ("auto", "random", "zeros", "target")
         return {"mode": value, "path": None} if named else {"mode": "file", "path": value}
 
     @model_validator(mode="after")
@@ -79,6 +82,8 @@ class InitConfig(Strict):
             raise ValueError("init mode 'file' needs a path")
         if self.mode != "file" and self.path:
             raise ValueError(f"init path is only used with mode 'file', not {self.mode!r}")
+        if self.mode == "auto" and self.auto:
+            raise ValueError("init.auto says why a run's 'auto' chose its mode; it goes with that mode, not with 'auto'")
         return self
 
 
@@ -129,7 +134,7 @@ class LossSpec(Strict):
 
 
 #: The preset of a run that names none (docs/method.md says why).
-DEFAULT_PRESET = "paper"
+DEFAULT_PRESET = "essence-in"
 
 #: Under every preset, so that a preset's or a user's component config keeps a name.
 DEFAULT_COMPONENTS: dict[str, Any] = {"generator": {"name": "stylegan2-ffhq"}, "encoder": {"name": "clip-vitb32"}}
@@ -185,7 +190,9 @@ class RunConfig(DerivedSeeds, Strict):
     device: str = Field("auto", description="auto (cuda when available), cpu, cuda, cuda:1, mps ...")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast of G and C (for CUDA).")
     compile: bool = Field(False, description="torch.compile the render-and-embed pass (for CUDA).")
-    chunk: Union[int, None] = Field(None, ge=1, description="Most images per generator/encoder pass.")
+    chunk: Union[int, None] = Field(
+        None, ge=1, description="Most images per generator/encoder pass; default: what fits in half the free memory."
+    )
     out: Union[str, None] = Field(None, description="Run folder; default: essence-runs/<target>-<time>.")
     checkpoint_every: int = Field(0, ge=0, description="Write a resumable checkpoint every K steps (0: never).")
 

@@ -23,7 +23,7 @@ from essence.core.errors import EssenceError
 from essence.core.files import write_atomic, write_json
 from essence.core.images import save_image
 from essence.method.artifacts import save_direction, write_trace_csv
-from essence.method.engine import StepEvent, TransferOptimizer, TransferResult
+from essence.method.engine import StepEvent, TransferOptimizer, TransferResult, check_generator
 from essence.method.figures import contact_sheet, loss_plot, sheet_tile
 from essence.method.photos import check_inversion_settings, check_photos, invert_photos
 from essence.method.rundir import check_latent_files, component_config, default_out, prepare_out, read_run_status
@@ -110,6 +110,8 @@ def prepare(
         )
     if config.init.mode == "target" and config.restarts > 1:
         raise EssenceError("init 'target' is one start; restarts need different ones: use --restarts 1, or --init random.")
+    if config.init.mode == "auto":
+        config = settle_init(config, gen_reg)
     if config.sources.photos or config.init.mode == "target":
         check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     generator_config = component_config(gen_reg, config.generator.config, device)
@@ -134,6 +136,27 @@ def prepare(
     )
     config = config.model_copy(update={"out": str(run_dir)})
     return Prepared(config, run_dir, generator_config, encoder_config, targets)
+
+
+def settle_init(config: RunConfig, gen_reg: Any) -> RunConfig:
+    """init 'auto' where the models are not needed to decide: random (the paper's start) for text-only targets,
+    for several restarts and where the target cannot be inverted here (no inverter, an extra missing).
+    Otherwise it stays 'auto' and :func:`photo_inputs` tries the inversion (falling back to random)."""
+    from essence.method.runconfig import InitConfig
+
+    def use(mode: str, why: str) -> RunConfig:
+        return config.model_copy(update={"init": InitConfig(mode=mode, truncation=config.init.truncation,
+                                                            seed=config.init.seed, auto=why)})
+
+    if not config.target:
+        return use("random", "only text targets: there is no image to invert")
+    if config.restarts > 1:
+        return use("random", f"{config.restarts} restarts need different starts; the inverted target is one")
+    try:
+        check_inversion_settings(config.inversion, gen_reg, config.generator.config)
+    except EssenceError as exc:
+        return use("random", f"the target cannot be inverted here: {exc}")
+    return config
 
 
 def resume_hint(run_dir: Path) -> str:
@@ -170,23 +193,57 @@ def photo_inputs(
 ) -> tuple[Any, Any]:
     """Source photos and an init at the target, inverted (``sources.safetensors``, ``init.safetensors`` in the
     run folder, for reuse); None for what the config draws itself."""
+    if p.config.init.mode == "auto":  # a Prepared made without prepare() (a batch worker's)
+        from essence.core.registry import get_registry
+
+        p.config = settle_init(p.config, get_registry().get("generator", p.config.generator.name))
     cfg, sources, init = p.config, None, None
     jobs = []
     if cfg.sources.photos:
         jobs.append(("sources", list(cfg.sources.photos), "source photo"))
-    if cfg.init.mode == "target":
+    if cfg.init.mode in ("target", "auto"):
         jobs.append(("init", [(cfg.target[0], p.targets[0])], "target"))
+    if jobs:  # a broken generator plugin is named before an inverter trips over its output
+        check_generator(generator)
     for role, photos, what in jobs:
         if notify is not None:
-            notify(f"Inverting the {what}s ({len(photos)})..." if role == "sources" else "Inverting the target for init 'target'...")
-        inv = invert_photos(photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=progress, what=what)
+            notify(f"Inverting the {what}s ({len(photos)})..." if role == "sources" else f"Inverting the target for init {cfg.init.mode!r}...")
+        try:
+            inv = invert_photos(photos, generator, cfg.generator.name, cfg.inversion, device=generator.device, progress=progress, what=what)
+        except EssenceError as exc:
+            if role == "sources" or cfg.init.mode != "auto":
+                raise
+            settled(p, "random", f"the target could not be inverted: {exc}", notify)
+            continue
         inv.warn()
         inv.save(p.out / f"{role}.safetensors", cfg.generator.name, role)
         if role == "sources":
             sources = inv.ws.to(generator.device)
         else:
             init = inv.ws[0].to(generator.device)
+            if cfg.init.mode == "auto":
+                settled(p, "target", "the target image was inverted", notify)
+    if p.config.init.auto and p.config.init.mode != "target" and notify is not None:
+        notify(init_note(p.config))
     return sources, init
+
+
+def settled(p: Prepared, mode: str, why: str, notify: Callable[[str], None] | None) -> None:
+    """Record what init 'auto' chose in the run's config (config.json says it, and a resume starts the same)."""
+    from essence.method.runconfig import InitConfig
+
+    init = p.config.init
+    p.config = p.config.model_copy(
+        update={"init": InitConfig(mode=mode, truncation=init.truncation, seed=init.seed, auto=why)}
+    )
+    if notify is not None and mode == "target":
+        notify("Init 'auto': b starts at the inverted target.")
+
+
+def init_note(config: RunConfig) -> str:
+    """One line on what init 'auto' chose instead of the inverted target, and how to get that start."""
+    hint = " (--init target insists on it; --init random skips the attempt)" if config.target and config.restarts == 1 else ""
+    return f"Init 'auto': b starts at a random latent, not the inverted target: {config.init.auto}.{hint}"
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -430,6 +487,8 @@ def continue_run(
                 f"Checkpoint {p.out / CHECKPOINT}: inputs.{key} has shape {tuple(t.shape)}, but the generator's W+ is {want}."
             )
     init = None
+    if p.config.init.mode == "auto" and (p.out / "init.safetensors").is_file():  # 'auto' that inverted the target
+        settled(p, "target", "the target image was inverted", None)
     if p.config.init.mode == "target":
         from essence.method.artifacts import load_latents
 
@@ -589,6 +648,7 @@ def write_run_folder(
         ],
         "seconds": seconds,
         "seconds_per_step": seconds_per_step,
+        "chunk": engine.renderer.chunk,
         "files": sorted(files),
     }
     write_json(out / "metrics.json", metrics)

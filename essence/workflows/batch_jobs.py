@@ -142,7 +142,7 @@ def job_spec(job: Job, *, local: bool) -> JobSpec:
     if job.state == "resume" and not local:
         files = {name: (job.out / name).read_bytes() for name in RESUME_FILES if (job.out / name).is_file()}
     return JobSpec(
-        job.target.name, job.config.model_dump(mode="json"), list(p.targets),
+        job.target.name, p.config.model_dump(mode="json"), list(p.targets),  # init 'auto' settled by prepare
         folder=str(job.out) if local else None, files=files,
     )
 
