@@ -104,3 +104,17 @@ def test_a_pack_needs_one_generator_and_encoder(components, targets, doubles):
     config = {"steps": 2, "heldout": {"count": 0}}
     with pytest.raises(EssenceError, match="share one generator"):
         optimize_together([TransferOptimizer(G, C, targets[0], config=config), TransferOptimizer(G, other, targets[1], config=config)])
+
+
+def test_a_zero_start_is_the_same_packed_chunked_or_alone(components, targets):
+    """At b = 0 every edit is exactly 0; a pass batched differently from the sources' own must not turn
+    rounding into near-zero edits whose normalised gradients are noise (init 'zeros', essence-ood)."""
+    G, C = components
+    config = {"steps": 6, "heldout": {"count": 0}, "sources": {"count": 3}, "init": "zeros"}
+    alone = [optimize_direction(G, C, t, config=config) for t in targets]
+    packed = optimize_together([TransferOptimizer(G, C, t, config=config) for t in targets])
+    chunked = optimize_together([TransferOptimizer(G, C, t, config={**config, "chunk": 2}) for t in targets])
+    for a, p, c in zip(alone, packed, chunked):
+        assert torch.allclose(p.direction, a.direction, atol=TOL, rtol=0)
+        assert torch.allclose(c.direction, a.direction, atol=TOL, rtol=0)
+        assert a.trace[0].consistency == pytest.approx(alone[0].trace[0].consistency)  # the same defined start

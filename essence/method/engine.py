@@ -418,6 +418,8 @@ class DirectionSearch:
         self.target, self.sources, self.source_embeddings = target, sources, source_embeddings
         self.target_weights = target_weights
         self.restart, self.init_seed = restart, init_seed
+        #: b is exactly 0 (init 'zeros', until the first update that moves it): every edit C(G(w + 0)) - C(G(w)) is 0.
+        self.zero_start = not bool(init.detach().any())
         self.direction = init.detach().clone().float().to(sources.device).requires_grad_(True)
         cc = config.coefficients
         self.coefficients = (
@@ -497,9 +499,15 @@ class DirectionSearch:
         the rendered ``images``) of this search's sources."""
         from essence.core.interfaces import LossContext
 
+        sources = self.source_embeddings
+        if self.zero_start:
+            # At b = 0 the edits are exactly 0, but this pass (packed with other directions, or chunked unlike
+            # the sources' pass) may round C(G(w)) differently: near-zero edits whose normalised gradients are
+            # noise. Their exact value is shifted itself, so the first step is the same however it is batched.
+            sources = shifted.detach()
         return LossContext(
             target=self.target,
-            sources=self.source_embeddings,
+            sources=sources,
             shifted=shifted,
             direction=self.direction,
             coefficients=self.coefficients,
@@ -559,6 +567,8 @@ class DirectionSearch:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
+        if self.zero_start:  # still exactly 0 (the warm-up's lr is 0 at step 0)?
+            self.zero_start = not bool(self.direction.detach().any())
         finite = bool(torch.isfinite(self.direction).all())
         if self.coefficients is not None:
             finite = finite and bool(torch.isfinite(self.coefficients).all())
@@ -616,6 +626,7 @@ class DirectionSearch:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.coefficient_optimizer is not None:
             self.coefficient_optimizer.load_state_dict(state["coefficient_optimizer"])
+        self.zero_start = self.zero_start and not bool(self.direction.detach().any())
         self.step_index = int(state["step"])
         self.best = state["best"].to(device)
         self.best_coefficients = None if state["best_coefficients"] is None else state["best_coefficients"].to(device)
@@ -880,9 +891,9 @@ def resolve_heldout(generator: Generator, heldout: Any, config: RunConfig) -> to
 
 
 #: Bytes a differentiable pass of G and C takes per image pixel (activations kept for the backward pass),
-#: measured on the CPU with the FFHQ-1024 generator and ViT-B/32 (benchmarks/bench_engine.py --sources 6
-#: and --sources 32 --chunk 4: peak 9.72 and 6.93 GiB, about 1.37 GiB per 1024-px image above the models).
-BYTES_PER_PIXEL = 1400
+#: measured on the CPU with the FFHQ-1024 generator and ViT-B/32 (benchmarks/bench_engine.py: --sources 32
+#: --chunk 4 peaked at 6.93 GiB, --sources 32 in chunks of 8 at 14.70 GiB: about 1.6 GiB per 1024-px image).
+BYTES_PER_PIXEL = 1600
 #: The share of the free memory a run's images may take when ``chunk`` is not given.
 MEMORY_SHARE = 0.5
 
