@@ -468,6 +468,17 @@ def test_photo_mistakes_are_messages(runs, cache, sprite_photos, tmp_path, monke
         apply_tab.load_applied(cache, runs / "a", sources="photos", photos=[str(blank)], inversions=inversions)
 
 
+def test_the_find_fields_start_at_the_default_preset_and_follow_the_preset():
+    assert find_tab.preset_fields("essence-in") == (100, 32) and find_tab.preset_inverts("essence-in")
+    assert find_tab.preset_fields("paper") == (1000, 6) and not find_tab.preset_inverts("paper")
+
+
+def test_unticking_the_inversion_start_of_essence_in_starts_at_random(tmp_path):
+    fields = {**FIELDS, "preset": "essence-in"}
+    assert find_tab.find_config(str(TARGET), runs=tmp_path, **fields).init.mode == "random"
+    assert find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "preset": "paper"}).init.mode == "random"
+
+
 def test_find_can_start_at_the_target_inversion_when_the_generator_has_an_inverter(cache, tmp_path):
     from essence.ui.photos import generator_inverter
 

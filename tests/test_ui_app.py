@@ -203,9 +203,13 @@ def test_photo_mistakes_and_the_init_checkbox(client, server, photos):
         client.predict([], "toy-sprites", OWN, OWN, api_name="/invert")
     with pytest.raises(AppError, match="makes 'center' crops"):
         client.predict([handle_file(photos[0])], "toy-sprites", "center-crop", OWN, api_name="/invert")
-    enabled = client.predict("toy-sprites", api_name="/generator_inverter")
-    assert enabled["interactive"] is True and "toy-encoder" in enabled["info"]
-    disabled = client.predict("stylegan2", api_name="/generator_inverter")  # no checkpoint given: no inverter
+    enabled = client.predict("toy-sprites", "essence-in", api_name="/generator_inverter")
+    assert enabled["interactive"] is True and "toy-encoder" in enabled["info"] and enabled["value"] is True
+    assert client.predict("toy-sprites", "paper", api_name="/generator_inverter")["value"] is False
+    n_steps, n_sources, box = client.predict("paper", "toy-sprites", api_name="/preset_fields")  # the fields follow
+    assert (n_steps, n_sources, box["value"]) == (1000, 6, False)
+    assert client.predict("essence-in", "toy-sprites", api_name="/preset_fields")[:2] == (100, 32)
+    disabled = client.predict("stylegan2", "essence-in", api_name="/generator_inverter")  # no checkpoint given: no inverter
     assert disabled["interactive"] is False and disabled["value"] is False and disabled["info"].startswith("Not available")
     status, *_ = client.predict(handle_file(str(TARGET)), *FIND, 3, 0, 1, 6, True, api_name="/find")
     assert status.startswith("**completed** · step 3/3")

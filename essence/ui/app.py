@@ -23,6 +23,7 @@ from typing import Any
 
 from essence.core.errors import EssenceError
 from essence.method.photos import IMAGE_SUFFIXES
+from essence.method.runconfig import DEFAULT_PRESET
 from essence.ui import apply as apply_tab
 from essence.ui import require_gradio
 from essence.ui import find as find_tab
@@ -172,15 +173,18 @@ def build_blocks(state: UiState) -> Any:
                     encoder = gr.Dropdown(menus.encoders, value=menus.encoder, label="Encoder")
                     preset = gr.Dropdown(
                         list(menus.presets),
-                        value="paper",
+                        value=DEFAULT_PRESET,
                         label="Preset",
-                        info="paper: in-domain targets; paper-ood: drawings, paintings, ...",
+                        info="essence-in (default): in-domain targets; essence-ood, paper-ood: drawings, paintings, ...; "
+                        "paper: the paper's settings",
+                        elem_id="preset",
                     )
                 with gr.Column(scale=1):
-                    steps = gr.Number(300, precision=0, minimum=1, label="Steps", elem_id="steps")
+                    first_steps, first_sources = find_tab.preset_fields(DEFAULT_PRESET)
+                    steps = gr.Number(first_steps, precision=0, minimum=1, label="Steps", elem_id="steps")
                     seed = gr.Number(0, precision=0, minimum=0, label="Seed")
                     restarts = gr.Number(1, precision=0, minimum=1, label="Restarts")
-                    sources = gr.Number(6, precision=0, minimum=2, label="Sources")
+                    sources = gr.Number(first_sources, precision=0, minimum=2, label="Sources", elem_id="find-sources")
                     init_target = gr.Checkbox(
                         False,
                         label="Start at the target's inversion (in-domain targets)",
@@ -370,11 +374,20 @@ def build_blocks(state: UiState) -> Any:
             return str(bundled[name]) if name in bundled else gr.skip()
 
         @shown
-        def inverter_state(generator_name):
+        def inverter_state(generator_name, preset_name):
             inverter, why = photos_tab.generator_inverter(generator_name, state.cache)
             if inverter is None:
                 return gr.update(value=False, interactive=False, info=f"Not available: {why}")
-            return gr.update(interactive=True, info=f"b starts at the target's latent ({inverter}), not at random.")
+            return gr.update(
+                value=find_tab.preset_inverts(preset_name),
+                interactive=True,
+                info=f"b starts at the target's latent ({inverter}), not at random.",
+            )
+
+        @shown
+        def fill_preset(preset_name, generator_name):
+            n_steps, n_sources = find_tab.preset_fields(preset_name)
+            return n_steps, n_sources, inverter_state(generator_name, preset_name)
 
         @shown
         def find(
@@ -529,8 +542,9 @@ def build_blocks(state: UiState) -> Any:
 
         # -- events ---------------------------------------------------------------------------------
         blocks.load(refresh_lists, None, lists, api_name="refresh")
-        blocks.load(inverter_state, generator, init_target, api_visibility="private")
-        generator.change(inverter_state, generator, init_target, api_name="generator_inverter")
+        blocks.load(inverter_state, [generator, preset], init_target, api_visibility="private")
+        generator.change(inverter_state, [generator, preset], init_target, api_name="generator_inverter")
+        preset.change(fill_preset, [preset, generator], [steps, sources, init_target], api_name="preset_fields")
         refresh.click(refresh_lists, None, lists, api_visibility="private")
         bundled_pick.change(pick_bundled, bundled_pick, target, api_name="bundled_target")
         find_event = find_button.click(

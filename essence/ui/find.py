@@ -120,8 +120,28 @@ def find_config(
         if options["restarts"] > 1:
             raise EssenceError("Starting at the target's inversion is one start: set Restarts to 1, or untick it.")
         options["init"] = "target"
+    elif preset_inverts(preset):  # unticked: the paper's random start, not the preset's inversion
+        options["init"] = "random"
     config = build_run_config(options)
     return config.model_copy(update={"out": str(default_out(Path(target).stem, root=runs))})
+
+
+def preset_fields(preset: str) -> tuple[int, int]:
+    """The Steps and Sources a preset starts the page's fields at."""
+    from essence.method.runconfig import validate_run_config
+
+    config = validate_run_config(preset)
+    return config.steps, config.sources.count
+
+
+def preset_inverts(preset: str) -> bool:
+    """Whether the preset starts b at the inverted target (init 'target' or 'auto'): the checkbox's default."""
+    from essence.method.runconfig import validate_run_config
+
+    try:
+        return validate_run_config(preset).init.mode in ("target", "auto")
+    except EssenceError:
+        return False
 
 
 @dataclass
