@@ -160,7 +160,9 @@ def register_commands(app):
         target: Optional[list[str]] = typer.Option(
             None, "--target", "-t", help="in-domain and/or out-of-domain (default: both)."
         ),
-        steps: int = typer.Option(300, "--steps", min=1, help="Optimisation steps per target."),
+        steps: Optional[int] = typer.Option(
+            None, "--steps", min=1, help="Optimisation steps per target (default: 100 in-domain, 300 out-of-domain)."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of sources, held-out sources and init."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only where the results are."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier demo in --out."),

@@ -10,7 +10,7 @@ from essence.plugins.toy import world
 from essence.plugins.toy.demo import TARGETS, run_demo
 
 
-def demo(out: Path, targets: Sequence[str] | None, steps: int, seed: int, quiet: bool, overwrite: bool = False) -> None:
+def demo(out: Path, targets: Sequence[str] | None, steps: int | None, seed: int, quiet: bool, overwrite: bool = False) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
