@@ -24,7 +24,7 @@ def compare_command(
     sources: Optional[str] = typer.Option(None, "--sources", help="A number of random sources, or a latent file."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of sources, held-out sources and init."),
     preset: Optional[str] = typer.Option(
-        None, "--preset", "-p", help="Preset of our run: paper (default), paper-ood, targetclip, essence-in or essence-ood."
+        None, "--preset", "-p", help="Preset of our run: essence-in (default), essence-ood, paper, paper-ood or targetclip."
     ),
     steps: Optional[int] = typer.Option(None, "--steps", help="Optimisation steps of our run."),
     heldout: Optional[int] = typer.Option(None, "--heldout", help="Held-out sources the four are judged on (default 8)."),

@@ -23,7 +23,7 @@ EXIT_INTERRUPTED = 130
 GENERATOR = typer.Option(None, "--generator", "-g", help="Generator name (essence list generators).")
 ENCODER = typer.Option(None, "--encoder", "-e", help="Encoder name (essence list encoders).")
 PRESET = typer.Option(
-    None, "--preset", "-p", help="paper (default), paper-ood, targetclip; ours: essence-in (in-domain), essence-ood (out-of-domain)."
+    None, "--preset", "-p", help="Ours: essence-in (default; in-domain), essence-ood (out-of-domain); the paper's: paper, paper-ood, targetclip."
 )
 STEPS = typer.Option(
     None, "--steps", help="Optimisation steps per restart, or 'auto': stop when the held-out loss stops improving "
@@ -36,7 +36,8 @@ SEED = typer.Option(None, "--seed", help="Seed of sources, held-out sources and 
 CONFIG = typer.Option(None, "--config", "-c", help="A run config file (.toml or .json).")
 SETS = typer.Option(None, "--set", "-s", help="Override any setting: --set key=value (dotted keys, JSON values).")
 INIT = typer.Option(
-    None, "--init", help="random, zeros, target (start at the inverted target: in-domain targets) or a latent file."
+    None, "--init", help="auto (the default preset's: target where it can be inverted, else random), random, zeros, "
+    "target (start at the inverted target: in-domain targets) or a latent file."
 )
 RESTARTS = typer.Option(None, "--restarts", help="Optimise K directions; keep the best held-out.")
 HELDOUT = typer.Option(None, "--heldout", help="Held-out sources to check the direction on (0: off).")
