@@ -133,3 +133,17 @@ def test_a_run_short_of_memory_renders_in_chunks_to_the_same_direction(doubles, 
     a = essence.load_direction(tmp_path / "roomy" / "direction.safetensors").b
     b = essence.load_direction(tmp_path / "tight" / "direction.safetensors").b
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_the_page_keeps_the_note_of_a_random_fallback(doubles, target_file, tmp_path, essence_home, monkeypatch):
+    from essence.ui import find as find_tab
+
+    monkeypatch.setenv("ESSENCE_OFFLINE", "1")
+    config = essence.build_run_config({
+        "generator": "tiny-gen", "encoder": "tiny-enc", "target": [str(target_file)], "steps": 2, "out": str(tmp_path / "r"),
+        "sources": {"count": 2}, "heldout": {"count": 0}, "inversion": {"inverter": {"name": "e4e"}},
+    })
+    job = find_tab.FindJob(config).start()
+    assert job.wait(60)
+    view = job.view()
+    assert view.state == "completed" and "b starts at a random latent" in view.message and "e4e-ffhq" in view.message

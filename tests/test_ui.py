@@ -473,9 +473,11 @@ def test_the_find_fields_start_at_the_default_preset_and_follow_the_preset():
     assert find_tab.preset_fields("paper") == (1000, 6) and not find_tab.preset_inverts("paper")
 
 
-def test_unticking_the_inversion_start_of_essence_in_starts_at_random(tmp_path):
+def test_unticking_the_inversion_start_of_essence_in_starts_at_random(tmp_path, cache):
     fields = {**FIELDS, "preset": "essence-in"}
     assert find_tab.find_config(str(TARGET), runs=tmp_path, **fields).init.mode == "random"
+    # ticked, essence-in keeps its 'auto' (a random start, said in the status, where it cannot invert)
+    assert find_tab.find_config(str(TARGET), runs=tmp_path, init_target=True, cache=cache, **fields).init.mode == "auto"
     assert find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "preset": "paper"}).init.mode == "random"
 
 

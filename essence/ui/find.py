@@ -119,7 +119,9 @@ def find_config(
             raise EssenceError(f"Cannot start at the target's inversion: {why} Untick it to start at random.")
         if options["restarts"] > 1:
             raise EssenceError("Starting at the target's inversion is one start: set Restarts to 1, or untick it.")
-        options["init"] = "target"
+        # the preset's 'auto' (essence-in) falls back to a random start where the target cannot be inverted
+        # here (e4e's weights not cached offline, no face found) and says why; otherwise the box insists
+        options["init"] = "auto" if preset_auto(preset) else "target"
     elif preset_inverts(preset):  # unticked: the paper's random start, not the preset's inversion
         options["init"] = "random"
     config = build_run_config(options)
@@ -140,6 +142,15 @@ def preset_inverts(preset: str) -> bool:
 
     try:
         return validate_run_config(preset).init.mode in ("target", "auto")
+    except EssenceError:
+        return False
+
+
+def preset_auto(preset: str) -> bool:
+    from essence.method.runconfig import validate_run_config
+
+    try:
+        return validate_run_config(preset).init.mode == "auto"
     except EssenceError:
         return False
 
@@ -247,7 +258,8 @@ class FindJob:
         else:
             with self._lock:
                 self._view.outcome = outcome
-            self._finish(outcome.status, outcome.result.message if outcome.status != "completed" else "")
+            done = outcome.result.message if outcome.status != "completed" else ""
+            self._finish(outcome.status, done or self._kept_note)
         finally:
             self._engine = None
             self._done.set()
@@ -274,9 +286,14 @@ class FindJob:
             if self._view.state == "starting":
                 self._view.state = "running"
 
+    #: A note the page keeps after the run: init 'auto' started at random, not at the inverted target.
+    _kept_note = ""
+
     def _note(self, message: str) -> None:
         with self._lock:
             self._view.message = message
+            if message.startswith("Init 'auto': b starts at a random latent"):
+                self._kept_note = message
 
     def _on_step(self, event: StepEvent) -> None:
         now = time.perf_counter()
