@@ -142,20 +142,14 @@ def settle_init(config: RunConfig, gen_reg: Any) -> RunConfig:
     """init 'auto' where the models are not needed to decide: random (the paper's start) for text-only targets,
     for several restarts and where the target cannot be inverted here (no inverter, an extra missing).
     Otherwise it stays 'auto' and :func:`photo_inputs` tries the inversion (falling back to random)."""
-    from essence.method.runconfig import InitConfig
-
-    def use(mode: str, why: str) -> RunConfig:
-        return config.model_copy(update={"init": InitConfig(mode=mode, truncation=config.init.truncation,
-                                                            seed=config.init.seed, auto=why)})
-
     if not config.target:
-        return use("random", "only text targets: there is no image to invert")
+        return chosen_init(config, "random", "only text targets: there is no image to invert")
     if config.restarts > 1:
-        return use("random", f"{config.restarts} restarts need different starts; the inverted target is one")
+        return chosen_init(config, "random", f"{config.restarts} restarts need different starts; the inverted target is one")
     try:
         check_inversion_settings(config.inversion, gen_reg, config.generator.config)
     except EssenceError as exc:
-        return use("random", f"the target cannot be inverted here: {exc}")
+        return chosen_init(config, "random", f"the target cannot be inverted here: {exc}")
     return config
 
 
@@ -228,14 +222,17 @@ def photo_inputs(
     return sources, init
 
 
-def settled(p: Prepared, mode: str, why: str, notify: Callable[[str], None] | None) -> None:
-    """Record what init 'auto' chose in the run's config (config.json says it, and a resume starts the same)."""
+def chosen_init(config: RunConfig, mode: str, why: str) -> RunConfig:
+    """``config`` with what init 'auto' chose, and why (config.json says it, and a resume starts the same)."""
     from essence.method.runconfig import InitConfig
 
-    init = p.config.init
-    p.config = p.config.model_copy(
-        update={"init": InitConfig(mode=mode, truncation=init.truncation, seed=init.seed, auto=why)}
-    )
+    init = config.init
+    return config.model_copy(update={"init": InitConfig(mode=mode, truncation=init.truncation, seed=init.seed, auto=why)})
+
+
+def settled(p: Prepared, mode: str, why: str, notify: Callable[[str], None] | None) -> None:
+    """Record in the run's config what init 'auto' chose once it tried the inversion."""
+    p.config = chosen_init(p.config, mode, why)
     if notify is not None and mode == "target":
         notify("Init 'auto': b starts at the inverted target.")
 
