@@ -151,6 +151,10 @@ def test_a_job_writes_what_essence_run_writes_and_shows_it_live(tmp_path):
     assert view.state == "completed", view.message
     assert (view.step, view.total, len(view.series["loss"])) == (6, 6, 6)
     assert view.preview is not None and view.preview.width > 6 * find_tab.PREVIEW_TILE  # target column + 6 sources
+    many = find_tab.find_config(str(TARGET), runs=tmp_path, **{**FIELDS, "steps": 2, "sources": 32})
+    big = find_tab.FindJob(many, preview_seconds=0.0).start()
+    assert big.wait(120) and big.view().state == "completed"
+    assert big.view().preview.width < 10 * find_tab.PREVIEW_TILE  # the first 8 of 32 sources, readable
     assert {v.state for v in seen} <= {"starting", "running", "completed"}
     files = {p.name for p in view.out.iterdir()}
     assert set(RUN_FILES) - set(PHOTO_FILES) - {"checkpoint.pt"} <= files and "checkpoint.pt" not in files

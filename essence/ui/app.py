@@ -203,7 +203,7 @@ def build_blocks(state: UiState) -> Any:
             with gr.Row():
                 loss = gr.Image(label="Loss", format="png", interactive=False, buttons=IMAGE_BUTTONS, elem_id="loss")
                 preview = gr.Image(
-                    label="The current direction on the sources",
+                    label=f"The current direction on the first {find_tab.PREVIEW_SOURCES} sources",
                     format="png",
                     interactive=False,
                     buttons=IMAGE_BUTTONS,

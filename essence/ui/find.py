@@ -34,6 +34,8 @@ DEFAULT_GENERATOR, DEFAULT_ENCODER = "toy-sprites", "toy-clip"
 SERIES = {"loss": "loss", "transfer": "transfer loss", "consistency": "consistency loss"}
 #: The live view's tile size: a picture to watch, not the result.
 PREVIEW_TILE = 96
+#: The live preview shows the direction on at most this many of the run's sources (the run sheet has them all).
+PREVIEW_SOURCES = 8
 
 
 def bundled_targets() -> dict[str, Path]:
@@ -321,9 +323,10 @@ class FindJob:
         if engine is None:
             return
         started = time.perf_counter()
+        shown = engine.sources[:PREVIEW_SOURCES]
         if self._sources is None:
-            self._sources = to_pil(engine.renderer.images(engine.sources))
-        results = to_pil(engine.renderer.images(engine.sources + event.direction[None].to(engine.sources)))
+            self._sources = to_pil(engine.renderer.images(shown))
+        results = to_pil(engine.renderer.images(shown + event.direction[None].to(shown)))
         sheet = contact_sheet(self._targets, self._sources, results, tile=PREVIEW_TILE)
         self._last_preview = time.perf_counter()
         self._preview_cost = self._last_preview - started
