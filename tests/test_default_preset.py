@@ -147,3 +147,18 @@ def test_the_page_keeps_the_note_of_a_random_fallback(doubles, target_file, tmp_
     assert job.wait(60)
     view = job.view()
     assert view.state == "completed" and "b starts at a random latent" in view.message and "e4e-ffhq" in view.message
+
+
+def test_without_the_aligner_extra_the_run_starts_at_random_and_says_what_to_install(doubles, target_file, tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "dlib" else real(name, *a))
+    out = tmp_path / "run"
+    result = invoke("run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 2, "--sources", 2,
+                    "--heldout", 0, "--set", "inversion.aligner=ffhq-dlib", "-o", out)
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "b starts at a random latent, not the inverted target: the target cannot be inverted here" in text
+    assert "pip install" in text and "Traceback" not in result.output
+    assert saved(out)[0]["init"]["mode"] == "random"
