@@ -918,8 +918,8 @@ def resolve_init(generator: Generator, init: Any, config: RunConfig, restart: in
 
     if init is None:
         init = config.init.path if config.init.mode == "file" else config.init.mode
-    if isinstance(init, str) and init == "auto":  # nothing inverted the target here (`essence run` does): the
-        init = "random"  # fallback, the paper's start (a zero start makes the first consistency gradient noise)
+    if isinstance(init, str) and init == "auto":  # nothing inverted the target here (`essence run` does):
+        init = "random"  # the fallback, the paper's start
     if isinstance(init, str) and init == "random":
         seed = config.init_seed(restart)
         return generator.sample_ws(1, seed=seed, truncation=config.init.truncation)[0], seed

@@ -187,7 +187,7 @@ def photo_inputs(
 ) -> tuple[Any, Any]:
     """Source photos and an init at the target, inverted (``sources.safetensors``, ``init.safetensors`` in the
     run folder, for reuse); None for what the config draws itself."""
-    if p.config.init.mode == "auto":  # a Prepared made without prepare() (a batch worker's)
+    if p.config.init.mode == "auto":  # a batch worker (maybe another machine) checks its own extras too
         from essence.core.registry import get_registry
 
         p.config = settle_init(p.config, get_registry().get("generator", p.config.generator.name))
@@ -216,10 +216,15 @@ def photo_inputs(
         else:
             init = inv.ws[0].to(generator.device)
             if cfg.init.mode == "auto":
-                settled(p, "target", "the target image was inverted", notify)
+                settled(p, "target", INVERTED, notify)
     if p.config.init.auto and p.config.init.mode != "target" and notify is not None:
         notify(init_note(p.config))
     return sources, init
+
+
+#: What init 'auto' records when it started at the inverted target; how its note on a random start begins.
+INVERTED = "the target image was inverted"
+RANDOM_FALLBACK = "Init 'auto': b starts at a random latent"
 
 
 def chosen_init(config: RunConfig, mode: str, why: str) -> RunConfig:
@@ -240,7 +245,7 @@ def settled(p: Prepared, mode: str, why: str, notify: Callable[[str], None] | No
 def init_note(config: RunConfig) -> str:
     """One line on what init 'auto' chose instead of the inverted target, and how to get that start."""
     hint = " (--init target insists on it; --init random skips the attempt)" if config.target and config.restarts == 1 else ""
-    return f"Init 'auto': b starts at a random latent, not the inverted target: {config.init.auto}.{hint}"
+    return f"{RANDOM_FALLBACK}, not the inverted target: {config.init.auto}.{hint}"
 
 
 # -- running ---------------------------------------------------------------------------------------
@@ -485,7 +490,7 @@ def continue_run(
             )
     init = None
     if p.config.init.mode == "auto" and (p.out / "init.safetensors").is_file():  # 'auto' that inverted the target
-        settled(p, "target", "the target image was inverted", None)
+        settled(p, "target", INVERTED, None)
     if p.config.init.mode == "target":
         from essence.method.artifacts import load_latents
 

@@ -123,8 +123,8 @@ def find_config(
             raise EssenceError("Starting at the target's inversion is one start: set Restarts to 1, or untick it.")
         # the preset's 'auto' (essence-in) falls back to a random start where the target cannot be inverted
         # here (e4e's weights not cached offline, no face found) and says why; otherwise the box insists
-        options["init"] = "auto" if preset_auto(preset) else "target"
-    elif preset_inverts(preset):  # unticked: the paper's random start, not the preset's inversion
+        options["init"] = "auto" if preset_init(preset) == "auto" else "target"
+    elif preset_init(preset) in INVERTING:  # unticked: the paper's random start, not the preset's inversion
         options["init"] = "random"
     config = build_run_config(options)
     return config.model_copy(update={"out": str(default_out(Path(target).stem, root=runs))})
@@ -138,23 +138,23 @@ def preset_fields(preset: str) -> tuple[int, int]:
     return config.steps, config.sources.count
 
 
+#: The inits that start b at the inverted target.
+INVERTING = ("target", "auto")
+
+
+def preset_init(preset: str) -> str | None:
+    """The init mode a preset starts b with (``auto`` for essence-in); None for a name that is no preset."""
+    from essence.method.runconfig import validate_run_config
+
+    try:
+        return validate_run_config(preset).init.mode
+    except EssenceError:
+        return None
+
+
 def preset_inverts(preset: str) -> bool:
-    """Whether the preset starts b at the inverted target (init 'target' or 'auto'): the checkbox's default."""
-    from essence.method.runconfig import validate_run_config
-
-    try:
-        return validate_run_config(preset).init.mode in ("target", "auto")
-    except EssenceError:
-        return False
-
-
-def preset_auto(preset: str) -> bool:
-    from essence.method.runconfig import validate_run_config
-
-    try:
-        return validate_run_config(preset).init.mode == "auto"
-    except EssenceError:
-        return False
+    """Whether the preset starts b at the inverted target: the checkbox's default."""
+    return preset_init(preset) in INVERTING
 
 
 @dataclass
@@ -209,6 +209,8 @@ class FindJob:
         self._preview_cost = 0.0
         self._sources: list[Image.Image] | None = None
         self._targets: list[Image.Image] = []
+        #: A note the page keeps after the run: init 'auto' started at random, not at the inverted target.
+        self._kept_note = ""
         self._thread = threading.Thread(target=self._run, name="essence-ui-find", daemon=True)
 
     def start(self) -> FindJob:
@@ -288,13 +290,12 @@ class FindJob:
             if self._view.state == "starting":
                 self._view.state = "running"
 
-    #: A note the page keeps after the run: init 'auto' started at random, not at the inverted target.
-    _kept_note = ""
-
     def _note(self, message: str) -> None:
+        from essence.method.runner import RANDOM_FALLBACK
+
         with self._lock:
             self._view.message = message
-            if message.startswith("Init 'auto': b starts at a random latent"):
+            if message.startswith(RANDOM_FALLBACK):
                 self._kept_note = message
 
     def _on_step(self, event: StepEvent) -> None:
