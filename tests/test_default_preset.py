@@ -121,6 +121,26 @@ def test_the_chunk_fits_half_the_free_memory():
     assert isinstance(essence.core.devices.available_memory("cpu"), (int, type(None)))
 
 
+def test_the_free_memory_is_meminfo_within_the_cgroup_limit(tmp_path, monkeypatch):
+    from essence.core import devices
+
+    gib = 1024**3
+    (tmp_path / "meminfo").write_text(f"MemTotal: {16 * gib // 1024} kB\nMemAvailable: {8 * gib // 1024} kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    monkeypatch.setattr(devices, "MEMINFO", str(tmp_path / "meminfo"))
+    monkeypatch.setattr(devices, "CGROUP", str(cgroup))
+    assert devices.available_memory("cpu") == 8 * gib  # no cgroup files: the kernel's figure
+    (cgroup / "memory.max").write_text("max\n")
+    assert devices.available_memory("cpu") == 8 * gib  # no limit
+    (cgroup / "memory.max").write_text(f"{4 * gib}\n")
+    (cgroup / "memory.current").write_text(f"{gib}\n")
+    assert devices.available_memory("cpu") == 3 * gib  # a container's limit is lower than the machine's
+    monkeypatch.setattr(devices, "MEMINFO", str(tmp_path / "missing"))
+    assert devices.available_memory("cpu") == 3 * gib
+    assert devices.available_memory("meta") is None  # a device it cannot tell about: no chunking
+
+
 def test_a_run_short_of_memory_renders_in_chunks_to_the_same_direction(doubles, target_file, tmp_path, monkeypatch):
     args = ["run", "-g", "tiny-gen", "-e", "tiny-enc", "-t", target_file, "--steps", 4, "--sources", 5, "--heldout", 2,
             "--init", "random", "-q"]

@@ -56,9 +56,14 @@ def available_memory(device: str | torch.device) -> int | None:
     return free if limit is None else min(free, limit)
 
 
+#: Where a Linux CPU's free memory and a cgroup v2 limit are read from.
+MEMINFO = "/proc/meminfo"
+CGROUP = "/sys/fs/cgroup"
+
+
 def _meminfo_available() -> int | None:
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(MEMINFO, encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
@@ -70,11 +75,11 @@ def _meminfo_available() -> int | None:
 def _cgroup_headroom() -> int | None:
     """cgroup v2: memory.max minus memory.current, when a limit is set."""
     try:
-        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+        with open(f"{CGROUP}/memory.max", encoding="ascii") as f:
             limit = f.read().strip()
         if limit == "max":
             return None
-        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
+        with open(f"{CGROUP}/memory.current", encoding="ascii") as f:
             current = int(f.read().strip())
         return max(0, int(limit) - current)
     except (OSError, ValueError):
